@@ -1,0 +1,1 @@
+"""Ray glue for vidclip ingestion."""

@@ -1,0 +1,1 @@
+"""Temporal aggregation: frame vectors (B,T,D) -> clip vectors (B,D). Pure torch."""

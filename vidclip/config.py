@@ -1,0 +1,69 @@
+"""Small frozen configuration objects, built once at the edge (CLI or API).
+
+Each function receives only the part it needs.  What a store was built with
+(model, sampling, temporal module) is recorded in the store and checked on
+every later open.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which open_clip model to build and where its weights come from.
+
+    pretrained: an open_clip tag (downloaded on first use), a path to a local
+    checkpoint file (.safetensors / .pt / .bin), or "none" for seeded random weights.
+    config_path: optional open_clip model-config JSON that registers a custom
+    architecture under `name` (as open_clip.add_model_config does).
+    """
+
+    name: str = DEFAULT_MODEL
+    pretrained: str = DEFAULT_PRETRAINED
+    config_path: str | None = None
+    device: str = "auto"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How frames are picked and how a video is cut into clips.
+
+    mode "fps": frames at `fps` per second; a clip keeps at most `max_frames` of them
+    (uniformly subsampled) as the temporal module's input.
+    mode "uniform": exactly `max_frames` frames spread uniformly over each clip
+    (CLIP4Clip's uniform-N), fewer only if the clip holds fewer decoded frames.
+    """
+
+    mode: str = "fps"
+    fps: float = 1.0
+    clip_seconds: float = 10.0
+    max_frames: int = 12
+
+    def __post_init__(self) -> None:
+        from vidclip.errors import InputError
+
+        if self.mode not in ("fps", "uniform"):
+            raise InputError(f"sampling mode must be 'fps' or 'uniform', got {self.mode!r}")
+        if not self.fps > 0:
+            raise InputError(f"--fps must be > 0, got {self.fps}")
+        if not self.clip_seconds > 0:
+            raise InputError(f"--clip-seconds must be > 0, got {self.clip_seconds}")
+        if self.max_frames < 1:
+            raise InputError(f"--max-frames must be >= 1, got {self.max_frames}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Limits applied before and during decoding one video."""
+
+    max_pixels: int = 7680 * 4320  # refuse declared resolutions over 8K before decoding
+    chunk_frames: int = 32  # frames held at once per video while decoding
