@@ -1,0 +1,146 @@
+"""Probe a video file: container facts and the presentation timeline of its video stream.
+
+PyAV is the probe for every file (decord exposes neither codec nor rotation).
+Probing demuxes packets but decodes only the first frame, to read its rotation
+and prove the stream holds at least one decodable picture.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from vidclip.errors import ProbeError
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a probe learns about one file.  Sizes are coded (stored) sizes; see `display_size`."""
+
+    duration_s: float
+    fps: float
+    width: int
+    height: int
+    codec: str
+    rotation: int  # degrees counter-clockwise to apply for display: 0, 90, 180 or 270
+    n_frames: int
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) of the upright picture."""
+        if self.rotation in (90, 270):
+            return self.height, self.width
+        return self.width, self.height
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Probe:
+    info: VideoInfo
+    timeline: np.ndarray  # (N,) float64 presentation times in seconds from stream start, sorted
+    pts: np.ndarray  # (N,) int64 raw pts in stream time base, same order as timeline
+
+
+def probe(path: str, max_pixels: int) -> Probe:
+    """Read container facts and every frame's presentation time, or raise ProbeError naming the reason."""
+    import av
+
+    uri = str(path)
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise ProbeError(uri, f"cannot read file ({exc.strerror or exc})") from None
+    if size == 0:
+        raise ProbeError(uri, "empty file (0 bytes)")
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.error.FFmpegError as exc:
+        raise ProbeError(uri, f"not a readable video container ({_ffmpeg_reason(exc)})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProbeError(uri, f"cannot open ({exc})") from None
+    with container:
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+            raise ProbeError(uri, f"no video stream (found: {', '.join(kinds)})")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        width, height = int(ctx.width or 0), int(ctx.height or 0)
+        if width <= 0 or height <= 0:
+            raise ProbeError(uri, "video stream declares no frame size")
+        if width * height > max_pixels:
+            raise ProbeError(
+                uri, f"declared resolution {width}x{height} exceeds the pixel budget of {max_pixels} pixels"
+            )
+        codec = getattr(ctx.codec, "canonical_name", None) or ctx.name or "unknown"
+        time_base = stream.time_base
+        if time_base is None:
+            raise ProbeError(uri, "video stream has no time base")
+        pts = _read_pts(container, stream, uri)
+        rotation = _first_frame_rotation(container, stream, uri)
+
+    start = int(stream.start_time) if stream.start_time is not None else int(pts[0])
+    timeline = np.round((pts - start).astype(np.float64) * float(time_base), 6)  # (N,) seconds, microsecond grid
+    fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+    if fps <= 0 and len(timeline) > 1:
+        fps = (len(timeline) - 1) / max(timeline[-1] - timeline[0], 1e-9)
+    frame_dur = 1.0 / fps if fps > 0 else 0.0
+    durations = [timeline[-1] + frame_dur]
+    if stream.duration is not None:
+        durations.append(float(stream.duration * time_base))
+    duration = float(max(durations))
+    info = VideoInfo(
+        duration_s=round(duration, 6),
+        fps=round(fps, 6),
+        width=width,
+        height=height,
+        codec=codec,
+        rotation=rotation,
+        n_frames=int(len(timeline)),
+    )
+    return Probe(info=info, timeline=timeline, pts=pts)
+
+
+def _read_pts(container, stream, uri: str) -> np.ndarray:
+    """Demux (no decoding) every packet of the stream and return sorted presentation timestamps."""
+    import av
+
+    values: list[int] = []
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if ts is not None:
+                values.append(int(ts))
+    except av.error.FFmpegError as exc:
+        if not values:
+            raise ProbeError(uri, f"cannot read packets ({_ffmpeg_reason(exc)})") from None
+        # A damaged tail: keep the packets read so far; decoding reports what it can't use.
+    if not values:
+        raise ProbeError(uri, "video stream has no frames")
+    pts = np.unique(np.asarray(values, dtype=np.int64))  # sorted, duplicates dropped: (N,)
+    return pts
+
+
+def _first_frame_rotation(container, stream, uri: str) -> int:
+    import av
+
+    try:
+        container.seek(0, stream=stream)
+    except av.error.FFmpegError:
+        pass
+    try:
+        for frame in container.decode(stream):
+            return int(round((frame.rotation or 0) / 90.0)) * 90 % 360
+    except av.error.FFmpegError as exc:
+        raise ProbeError(uri, f"first frame does not decode ({_ffmpeg_reason(exc)})") from None
+    raise ProbeError(uri, "video stream has no decodable frames")
+
+
+def _ffmpeg_reason(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(str(text).split())[:200]
