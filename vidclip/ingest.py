@@ -1,0 +1,249 @@
+"""Ingestion stages, and the in-process loop that chains them.
+
+Stages talk through plain data so the Ray pipeline (pipelines/) can run the same
+functions in workers:
+
+  triage   entry -> Work (decode it) | Skip (unchanged, or a known duplicate)
+  read     Work -> VideoFacts + FrameChunk stream        (CPU: probe, plan, decode)
+  encode   frames of many videos -> (N, D) vectors        (GPU/CPU: one forward per batch)
+  finish   one video's frame vectors -> frames/clips/video rows (temporal aggregation)
+  commit   many finished videos -> LanceDB, in bulk       (single committer, see store.py)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from vidclip.config import DecodeConfig, SamplingConfig
+from vidclip.decoder import FrameChunk, SampleReader
+from vidclip.errors import MediaError
+from vidclip.manifest import Entry, content_id, uri_id
+from vidclip.probe import VideoInfo, probe
+from vidclip.sampling import SamplePlan, plan_samples, select_for_clip
+from vidclip.store import FAILED, OK, Batch, Store, segment_schema, frame_schema, vectors_array
+
+log = logging.getLogger("vidclip")
+
+SizeFn = Callable[[int, int], "tuple[int, int]"]
+
+
+# -- results ----------------------------------------------------------------------------------------
+@dataclass
+class IngestReport:
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    failures: list[dict] = field(default_factory=list)
+    frames: int = 0
+    clips: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def add_failure(self, uri: str, error: str) -> None:
+        self.failed += 1
+        self.failures.append({"uri": uri, "error": error})
+
+
+# -- triage -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Work:
+    entry: Entry
+    video_id: str
+
+
+@dataclass(frozen=True)
+class Skip:
+    entry: Entry
+    video_id: str
+    source_row: dict | None  # a new uri for known content, to record; None when nothing changed
+
+
+@dataclass(frozen=True)
+class Failure:
+    entry: Entry
+    video_id: str
+    error: str
+
+
+def triage(
+    entries: Iterable[Entry], sources: dict[str, dict], status: dict[str, str], retry_failed: bool = False
+) -> Iterator[Work | Skip | Failure]:
+    """Decide what each entry needs.  An unchanged file (same uri, size, mtime) is not even hashed."""
+    claimed: dict[str, str] = {}  # video_id -> uri of the first entry of this run that holds it
+    for entry in entries:
+        known = sources.get(entry.uri)
+        if known and known["size"] == entry.size and known["mtime_ns"] == entry.mtime_ns:
+            vid = known["video_id"]
+            state = status.get(vid)
+            if state == OK or (state == FAILED and not retry_failed):
+                yield Skip(entry, vid, None)
+                continue
+        try:
+            vid = content_id(entry.uri)
+        except OSError as exc:
+            yield Failure(entry, uri_id(entry.uri), f"cannot read file ({exc.strerror or exc})")
+            continue
+        source = {"uri": entry.uri, "video_id": vid, "size": entry.size, "mtime_ns": entry.mtime_ns}
+        state = status.get(vid)
+        if state == OK or (state == FAILED and not retry_failed) or vid in claimed:
+            yield Skip(entry, vid, dict(source, status=state or "duplicate"))
+            continue
+        claimed[vid] = entry.uri
+        yield Work(entry, vid)
+
+
+# -- read -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VideoFacts:
+    info: VideoInfo
+    plan: SamplePlan
+    times: np.ndarray  # (K,) float64 presentation time of every planned frame
+
+
+def read_video(path: str, sampling: SamplingConfig, decode: DecodeConfig, size_fn: SizeFn) -> tuple[VideoFacts, SampleReader]:
+    """Probe and plan one video; the returned reader decodes its sampled frames lazily."""
+    pr = probe(path, decode.max_pixels)
+    plan = plan_samples(pr.timeline, pr.info.duration_s, sampling)
+    size = size_fn(*pr.info.display_size)
+    reader = SampleReader(path, pr, plan, size, chunk_frames=decode.chunk_frames)
+    return VideoFacts(pr.info, plan, pr.timeline[plan.frame_index]), reader
+
+
+# -- finish -----------------------------------------------------------------------------------------
+@dataclass
+class VideoRows:
+    video: dict
+    frames: pa.Table
+    clips: pa.Table
+    video_vector: pa.Table
+
+    @property
+    def n_clips(self) -> int:
+        return self.clips.num_rows
+
+
+def finish_video(
+    work: Work,
+    facts: VideoFacts,
+    vectors: np.ndarray,
+    have: np.ndarray,
+    aggregator: torch.nn.Module,
+    temporal_name: str,
+    max_frames: int,
+    decoder: str,
+    decoder_note: str,
+) -> VideoRows:
+    """Aggregate one video's frame vectors (K, D) (rows where `have` is False were not decoded)
+    into its frame, clip and whole-video rows."""
+    plan = facts.plan
+    dim = vectors.shape[1]
+    kept = np.flatnonzero(have)  # (K',) plan positions that were decoded
+    frame_times = facts.times[kept]  # (K',)
+    clip_rows: list[tuple[int, float, float, np.ndarray]] = []  # (clip_id, start, end, positions)
+    for clip_id, (start, end) in enumerate(plan.clip_bounds):
+        pos = kept[plan.clip_of[kept] == clip_id]  # (n,)
+        if len(pos):
+            clip_rows.append((clip_id, float(start), float(end), pos[select_for_clip(len(pos), max_frames)]))
+    if not clip_rows:
+        raise MediaError(work.entry.uri, "no sampled frame could be decoded")
+    video_cap = None if getattr(aggregator, "max_positions", None) is None else max_frames
+    video_pos = kept if video_cap is None else kept[select_for_clip(len(kept), video_cap)]
+    groups = [r[3] for r in clip_rows] + [video_pos]
+    pooled = aggregate(aggregator, vectors, groups)  # (C + 1, D)
+    clip_vecs, video_vec = pooled[:-1], pooled[-1:]
+    n = len(clip_rows)
+    clips = pa.Table.from_arrays(
+        [
+            pa.array([work.video_id] * n),
+            pa.array([r[0] for r in clip_rows], pa.int32()),
+            pa.array([r[1] for r in clip_rows], pa.float64()),
+            pa.array([r[2] for r in clip_rows], pa.float64()),
+            pa.array([len(r[3]) for r in clip_rows], pa.int32()),
+            pa.array([temporal_name] * n),
+            vectors_array(clip_vecs),
+        ],
+        schema=segment_schema(dim),
+    )
+    video_vector = pa.Table.from_arrays(
+        [
+            pa.array([work.video_id]),
+            pa.array([-1], pa.int32()),
+            pa.array([0.0]),
+            pa.array([float(facts.info.duration_s)]),
+            pa.array([len(video_pos)], pa.int32()),
+            pa.array([temporal_name]),
+            vectors_array(video_vec),
+        ],
+        schema=segment_schema(dim),
+    )
+    frames = pa.Table.from_arrays(
+        [pa.array([work.video_id] * len(kept)), pa.array(frame_times, pa.float64()), vectors_array(vectors[kept])],
+        schema=frame_schema(dim),
+    )
+    missing = len(have) - len(kept)
+    note = decoder_note
+    if missing:
+        note = (note + "; " if note else "") + f"{missing} of {len(have)} sampled frames could not be decoded"
+    info = facts.info
+    width, height = info.display_size
+    video = {
+        "video_id": work.video_id,
+        "uri": work.entry.uri,
+        "size": work.entry.size,
+        "duration_s": float(info.duration_s),
+        "fps": float(info.fps),
+        "width": int(width),
+        "height": int(height),
+        "codec": info.codec,
+        "rotation": int(info.rotation),
+        "decoder": decoder,
+        "decoder_note": note,
+        "status": OK,
+        "error": None,
+        "n_frames": int(len(kept)),
+        "n_clips": n,
+        "ingested_at": datetime.now(timezone.utc),
+    }
+    return VideoRows(video=video, frames=frames, clips=clips, video_vector=video_vector)
+
+
+def aggregate(aggregator: torch.nn.Module, vectors: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+    """Run the temporal module once over padded groups of frame vectors -> (G, D) normalised."""
+    dim = vectors.shape[1]
+    t_max = max(len(g) for g in groups)
+    frames = torch.zeros(len(groups), t_max, dim)  # (G, T, D); padding is masked out, never used
+    mask = torch.zeros(len(groups), t_max, dtype=torch.bool)  # (G, T) True = valid
+    for i, g in enumerate(groups):
+        frames[i, : len(g)] = torch.from_numpy(vectors[g])
+        mask[i, : len(g)] = True
+    with torch.inference_mode():
+        out = aggregator(frames, mask)  # (G, D)
+    return out.float().cpu().numpy()
+
+
+def failed_row(video_id: str, entry: Entry, error: str) -> dict:
+    return {
+        "video_id": video_id,
+        "uri": entry.uri,
+        "size": entry.size,
+        "status": FAILED,
+        "error": error,
+        "n_frames": 0,
+        "n_clips": 0,
+        "ingested_at": datetime.now(timezone.utc),
+    }
+
+
+def source_row(entry: Entry, video_id: str, status: str) -> dict:
+    return {"uri": entry.uri, "video_id": video_id, "size": entry.size, "mtime_ns": entry.mtime_ns, "status": status}

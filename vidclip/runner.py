@@ -1,0 +1,195 @@
+"""The in-process ingestion loop: every stage of ingest.py chained in one process.
+
+It is the debugging/test path and the fallback when Ray is not wanted.  Frames
+from many videos share each encoder batch; finished videos are committed in bulk.
+Memory is bounded by one decode chunk plus one encoder batch plus the frame
+vectors of the videos in flight (a few KB per sampled frame).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from vidclip.config import DecodeConfig, SamplingConfig
+from vidclip.errors import MediaError
+from vidclip.ingest import (
+    Failure,
+    IngestReport,
+    Skip,
+    VideoFacts,
+    Work,
+    failed_row,
+    finish_video,
+    read_video,
+    source_row,
+    triage,
+)
+from vidclip.store import FAILED, OK, Batch, Store
+
+log = logging.getLogger("vidclip")
+
+
+@dataclass(frozen=True)
+class CommitPolicy:
+    """When the committer flushes: whichever limit is reached first."""
+
+    max_videos: int = 64
+    max_frames: int = 50_000
+
+
+@dataclass
+class _Slot:
+    """A video between decode and commit."""
+
+    work: Work
+    facts: VideoFacts
+    vectors: np.ndarray  # (K, D) float32, filled as batches are encoded
+    have: np.ndarray  # (K,) bool: decoded and encoded
+    queued: int = 0  # frames waiting in the encoder queue
+    decoded: bool = False
+    failed: str | None = None
+    decoder: str = ""
+    note: str = ""
+
+
+@dataclass
+class _Queue:
+    slots: list[_Slot] = field(default_factory=list)  # one per queued chunk
+    positions: list[np.ndarray] = field(default_factory=list)
+    frames: list[np.ndarray] = field(default_factory=list)  # (H, W, 3) uint8 each
+    size: int = 0
+
+
+def run_in_process(
+    store: Store,
+    entries: Iterable,
+    encoder,
+    aggregator: torch.nn.Module,
+    temporal_name: str,
+    sampling: SamplingConfig,
+    decode: DecodeConfig = DecodeConfig(),
+    retry_failed: bool = False,
+    commit: CommitPolicy = CommitPolicy(),
+    progress: bool = True,
+    total: int | None = None,
+) -> IngestReport:
+    started = time.perf_counter()
+    report = IngestReport()
+    repaired = store.repair()
+    if repaired:
+        log.info("repaired %d video(s) left half-written by an interrupted ingest", repaired)
+    store.ensure_vector_tables(encoder.dim)
+    batch = Batch.empty()
+    queue = _Queue()
+    in_flight: list[_Slot] = []
+    bar = _progress(progress, total)
+
+    def flush_commit(force: bool = False) -> None:
+        nonlocal batch
+        if len(batch) and (force or len(batch) >= commit.max_videos or batch.n_rows >= commit.max_frames):
+            store.commit(batch)
+            batch = Batch.empty()
+
+    def record_failure(video_id: str, entry, error: str) -> None:
+        report.add_failure(entry.uri, error)
+        batch.videos.append(failed_row(video_id, entry, error))
+        batch.sources.append(source_row(entry, video_id, FAILED))
+        bar.update(1)
+
+    def finish_ready() -> None:
+        for slot in list(in_flight):
+            if slot.failed is not None:
+                in_flight.remove(slot)
+            elif slot.decoded and slot.queued == 0:
+                in_flight.remove(slot)
+                try:
+                    rows = finish_video(
+                        slot.work, slot.facts, slot.vectors, slot.have, aggregator, temporal_name,
+                        sampling.max_frames, slot.decoder, slot.note,
+                    )
+                except MediaError as exc:
+                    record_failure(slot.work.video_id, slot.work.entry, exc.reason)
+                    continue
+                batch.videos.append(rows.video)
+                batch.sources.append(source_row(slot.work.entry, slot.work.video_id, OK))
+                batch.frames.append(rows.frames)
+                batch.clips.append(rows.clips)
+                batch.video_vectors.append(rows.video_vector)
+                report.ok += 1
+                report.frames += rows.frames.num_rows
+                report.clips += rows.n_clips
+                bar.update(1)
+        flush_commit()
+
+    def encode_queue() -> None:
+        nonlocal queue
+        if not queue.size:
+            return
+        vectors = encoder.encode_frames(queue.frames).numpy()  # (N, D)
+        row = 0
+        for slot, pos in zip(queue.slots, queue.positions):
+            n = len(pos)
+            if slot.failed is None:
+                slot.vectors[pos] = vectors[row : row + n]
+                slot.have[pos] = True
+            slot.queued -= n
+            row += n
+        queue = _Queue()
+        bar.set_postfix_str(_rate(report, started), refresh=False)
+        finish_ready()
+
+    for item in triage(entries, store.sources(), store.video_status(), retry_failed):
+        if isinstance(item, Skip):
+            report.skipped += 1
+            if item.source_row is not None:
+                batch.sources.append(item.source_row)
+            bar.update(1)
+            continue
+        if isinstance(item, Failure):
+            record_failure(item.video_id, item.entry, item.error)
+            continue
+        slot = None
+        try:
+            facts, reader = read_video(item.entry.uri, sampling, decode, encoder.decode_size)
+            k = len(facts.plan.frame_index)
+            slot = _Slot(item, facts, np.zeros((k, encoder.dim), np.float32), np.zeros(k, bool))
+            in_flight.append(slot)
+            for chunk in reader.chunks():
+                queue.slots.append(slot)
+                queue.positions.append(chunk.position)
+                queue.frames.extend(chunk.frames)
+                queue.size += len(chunk.position)
+                slot.queued += len(chunk.position)
+                if queue.size >= encoder.batch_size:
+                    encode_queue()
+            slot.decoder, slot.note, slot.decoded = reader.decoder, reader.note, True
+        except MediaError as exc:
+            if slot is not None:
+                slot.failed = exc.reason
+            record_failure(item.video_id, item.entry, exc.reason)
+            continue
+        finish_ready()
+    encode_queue()
+    finish_ready()
+    flush_commit(force=True)
+    bar.close()
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _rate(report: IngestReport, started: float) -> str:
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    return f"ok={report.ok} failed={report.failed} {report.frames / elapsed:.1f} frames/s"
+
+
+def _progress(enabled: bool, total: int | None):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="video", disable=not enabled or not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True)

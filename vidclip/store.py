@@ -1,0 +1,330 @@
+"""The store: the only module that talks to LanceDB.
+
+Tables
+- ``meta``     key/value JSON: schema version, model identity, sampling, temporal module, active tables.
+- ``videos``   one row per video_id (content hash): facts, decoder, status (pending/ok/failed), error.
+- ``sources``  one row per uri: which video_id it holds, and the size/mtime seen, so an unchanged
+               file is recognised without hashing it again and one video can have several uris.
+- ``frames``   every sampled frame: video_id, t (seconds, from pts), vector.
+- ``clips``    clip vectors: video_id, clip_id, start_s, end_s, n_frames, temporal, vector.
+- ``video_vectors``  one whole-video vector per video, same columns as clips.
+
+Commit protocol (single committer; LanceDB commits are atomic per table, not across tables):
+  1. upsert ``videos`` rows with status "pending" for the batch;
+  2. append ``frames``, ``clips`` and ``video_vectors`` rows in bulk;
+  3. upsert ``videos`` rows to "ok" (one atomic commit), then ``sources``.
+Search only returns rows whose video is "ok", so a crash at any point leaves nothing half-visible;
+`repair()` (run before every ingest) deletes the rows of videos left "pending".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import pyarrow as pa
+
+from vidclip.errors import StoreError, StoreMismatchError
+
+SCHEMA_VERSION = 1
+OK, FAILED, PENDING = "ok", "failed", "pending"
+
+VIDEO_SCHEMA = pa.schema(
+    [
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("uri", pa.string()),
+        pa.field("size", pa.int64()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("fps", pa.float64()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("codec", pa.string()),
+        pa.field("rotation", pa.int32()),
+        pa.field("decoder", pa.string()),
+        pa.field("decoder_note", pa.string()),
+        pa.field("status", pa.string()),
+        pa.field("error", pa.string()),
+        pa.field("n_frames", pa.int32()),
+        pa.field("n_clips", pa.int32()),
+        pa.field("ingested_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+SOURCE_SCHEMA = pa.schema(
+    [
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("video_id", pa.string()),
+        pa.field("size", pa.int64()),
+        pa.field("mtime_ns", pa.int64()),
+        pa.field("status", pa.string()),
+    ]
+)
+META_SCHEMA = pa.schema([pa.field("key", pa.string(), nullable=False), pa.field("value", pa.string())])
+
+
+def frame_schema(dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("video_id", pa.string(), nullable=False),
+            pa.field("t", pa.float64()),
+            pa.field("vector", pa.list_(pa.float32(), dim)),
+        ]
+    )
+
+
+def segment_schema(dim: int) -> pa.Schema:
+    """Schema shared by clips and whole-video vectors."""
+    return pa.schema(
+        [
+            pa.field("video_id", pa.string(), nullable=False),
+            pa.field("clip_id", pa.int32()),
+            pa.field("start_s", pa.float64()),
+            pa.field("end_s", pa.float64()),
+            pa.field("n_frames", pa.int32()),
+            pa.field("temporal", pa.string()),
+            pa.field("vector", pa.list_(pa.float32(), dim)),
+        ]
+    )
+
+
+def vectors_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    """(N, D) float -> Arrow fixed-size-list column, zero-copy where possible."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # (N, D)
+    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+
+
+def sql_str(value: str) -> str:
+    """A SQL string literal with quotes escaped."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_in(column: str, values: Iterable[str]) -> str:
+    return f"{column} IN ({', '.join(sql_str(v) for v in values)})"
+
+
+@dataclass
+class Batch:
+    """Rows of several finished videos, committed together."""
+
+    videos: list[dict]
+    sources: list[dict]
+    frames: list[pa.Table]
+    clips: list[pa.Table]
+    video_vectors: list[pa.Table]
+
+    @classmethod
+    def empty(cls) -> "Batch":
+        return cls([], [], [], [], [])
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    @property
+    def n_rows(self) -> int:
+        return sum(t.num_rows for t in self.frames)
+
+
+class Store:
+    """A vidclip store: a LanceDB database URI (a local directory or an object-store URI)."""
+
+    def __init__(self, db, uri: str):
+        self._db = db
+        self.uri = uri
+        self._tables: dict[str, object] = {}
+        self._meta: dict | None = None
+
+    # -- opening ----------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, uri: str, create: bool = False, storage_options: dict | None = None) -> "Store":
+        import lancedb
+
+        uri = str(uri)
+        local = "://" not in uri
+        if local:
+            if os.path.exists(uri) and not os.path.isdir(uri):
+                raise StoreError(f"{uri}: not a directory, so not a vidclip store")
+            if not os.path.isdir(uri) and not create:
+                raise StoreError(f"{uri}: no vidclip store here (run 'vidclip ingest ... --db {uri}' first)")
+            if local and os.path.isdir(uri) and not os.access(uri, os.R_OK | os.X_OK):
+                raise StoreError(f"{uri}: store directory is not readable")
+        try:
+            db = lancedb.connect(uri, storage_options=storage_options)
+            names = set(db.list_tables().tables)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise StoreError(f"{uri}: cannot open store ({' '.join(str(exc).split())[:200]})") from None
+        store = cls(db, uri)
+        if "meta" not in names:
+            if not create:
+                raise StoreError(f"{uri}: not a vidclip store (no 'meta' table)")
+            if names:
+                raise StoreError(f"{uri}: holds other LanceDB tables but is not a vidclip store")
+            try:
+                db.create_table("meta", schema=META_SCHEMA)
+                db.create_table("videos", schema=VIDEO_SCHEMA)
+                db.create_table("sources", schema=SOURCE_SCHEMA)
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise StoreError(f"{uri}: cannot create store ({' '.join(str(exc).split())[:200]})") from None
+            store.set_meta({"schema_version": SCHEMA_VERSION})
+        version = store.meta.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"{uri}: store schema version {version} is not supported (expected {SCHEMA_VERSION})")
+        return store
+
+    def table(self, name: str):
+        tbl = self._tables.get(name)
+        if tbl is None:
+            try:
+                tbl = self._db.open_table(name)
+            except (ValueError, FileNotFoundError) as exc:
+                raise StoreError(f"{self.uri}: table {name!r} is missing ({exc})") from None
+            self._tables[name] = tbl
+        return tbl
+
+    def has_table(self, name: str) -> bool:
+        return name in set(self._db.list_tables().tables)
+
+    # -- metadata ---------------------------------------------------------------------------------
+    @property
+    def meta(self) -> dict:
+        if self._meta is None:
+            rows = self.table("meta").to_arrow().to_pylist()
+            self._meta = {r["key"]: json.loads(r["value"]) for r in rows}
+        return self._meta
+
+    def set_meta(self, values: dict) -> None:
+        rows = pa.table(
+            {"key": list(values), "value": [json.dumps(v, sort_keys=True) for v in values.values()]},
+            schema=META_SCHEMA,
+        )
+        tbl = self.table("meta")
+        tbl.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(rows)
+        self._meta = None
+
+    def check_settings(self, expected: dict) -> None:
+        """Refuse to use the store with settings other than those it was built with.
+
+        `expected` maps meta keys ("model", "sampling", "temporal") to the dict the caller would use.
+        Keys absent from the store are recorded (first ingest); present ones must be equal.
+        """
+        meta = self.meta
+        missing = {k: v for k, v in expected.items() if k not in meta}
+        for key, want in expected.items():
+            have = meta.get(key)
+            if have is not None and have != want:
+                raise StoreMismatchError(f"{self.uri}: {describe_mismatch(key, have, want)}")
+        if missing:
+            self.set_meta(missing)
+
+    # -- table lifecycle ----------------------------------------------------------------------------
+    def ensure_vector_tables(self, dim: int) -> None:
+        existing = set(self._db.list_tables().tables)
+        for name, schema in (
+            ("frames", frame_schema(dim)),
+            ("clips", segment_schema(dim)),
+            ("video_vectors", segment_schema(dim)),
+        ):
+            if name not in existing:
+                self._db.create_table(name, schema=schema)
+
+    @property
+    def has_vectors(self) -> bool:
+        return self.has_table("clips")
+
+    # -- writing ------------------------------------------------------------------------------------
+    def commit(self, batch: Batch) -> None:
+        """Write a batch of finished videos with the pending -> data -> ok protocol."""
+        if not batch.videos:
+            return
+        ok_rows = [v for v in batch.videos if v["status"] == OK]
+        if ok_rows:
+            pending = [dict(v, status=PENDING) for v in ok_rows]
+            self._upsert("videos", "video_id", pending, VIDEO_SCHEMA)
+            for name, parts in (("frames", batch.frames), ("clips", batch.clips), ("video_vectors", batch.video_vectors)):
+                if parts:
+                    self.table(name).add(pa.concat_tables(parts))
+        self._upsert("videos", "video_id", batch.videos, VIDEO_SCHEMA)
+        if batch.sources:
+            self._upsert("sources", "uri", batch.sources, SOURCE_SCHEMA)
+
+    def _upsert(self, name: str, key: str, rows: list[dict], schema: pa.Schema) -> None:
+        # Last row per key wins (a batch may mention one video twice, e.g. a duplicate file).
+        unique = list({r[key]: r for r in rows}.values())
+        data = pa.Table.from_pylist(unique, schema=schema)
+        self.table(name).merge_insert(key).when_matched_update_all().when_not_matched_insert_all().execute(data)
+
+    def repair(self) -> int:
+        """Delete rows of videos a crashed ingest left pending.  Returns how many videos were repaired."""
+        videos = self.table("videos")
+        pending = self._column_values("videos", "video_id", f"status = {sql_str(PENDING)}")
+        if not pending:
+            return 0
+        for lo in range(0, len(pending), 1000):
+            part = pending[lo : lo + 1000]
+            where = sql_in("video_id", part)
+            for name in ("frames", "clips", "video_vectors"):
+                if self.has_table(name):
+                    self.table(name).delete(where)
+            videos.delete(where + f" AND status = {sql_str(PENDING)}")
+        return len(pending)
+
+    def optimize(self) -> None:
+        """Compact the small fragments many commits leave behind."""
+        for name in ("videos", "sources", "frames", "clips", "video_vectors"):
+            if self.has_table(name):
+                self.table(name).optimize()
+
+    # -- reading ------------------------------------------------------------------------------------
+    def _column_values(self, table: str, column: str, where: str | None = None) -> list:
+        tbl = self.table(table)
+        query = tbl.search().select([column]).limit(None)
+        if where:
+            query = query.where(where)
+        return query.to_arrow().column(column).to_pylist()
+
+    def sources(self) -> dict[str, dict]:
+        """uri -> source row."""
+        rows = self.table("sources").to_arrow().to_pylist()
+        return {r["uri"]: r for r in rows}
+
+    def video_status(self) -> dict[str, str]:
+        """video_id -> status."""
+        tbl = self.table("videos").search().select(["video_id", "status"]).limit(None).to_arrow()
+        return dict(zip(tbl.column("video_id").to_pylist(), tbl.column("status").to_pylist()))
+
+    def videos_by_id(self, video_ids: Iterable[str], status: str | None = OK) -> dict[str, dict]:
+        ids = sorted(set(video_ids))
+        out: dict[str, dict] = {}
+        for lo in range(0, len(ids), 1000):
+            where = sql_in("video_id", ids[lo : lo + 1000])
+            if status:
+                where += f" AND status = {sql_str(status)}"
+            for row in self.table("videos").search().where(where).limit(None).to_arrow().to_pylist():
+                out[row["video_id"]] = row
+        return out
+
+    def failures(self) -> list[dict]:
+        where = f"status = {sql_str(FAILED)}"
+        return self.table("videos").search().where(where).select(["uri", "error"]).limit(None).to_arrow().to_pylist()
+
+    def count(self, table: str, where: str | None = None) -> int:
+        if not self.has_table(table):
+            return 0
+        return int(self.table(table).count_rows(where))
+
+    def search_vectors(self, table: str, vector: np.ndarray, limit: int, where: str | None = None) -> pa.Table:
+        """Nearest rows by dot product (vectors are normalised, so score = cosine = 1 - _distance)."""
+        query = self.table(table).search(np.asarray(vector, dtype=np.float32)).distance_type("dot").limit(limit)
+        if where:
+            query = query.where(where, prefilter=True)
+        return query.select(["video_id", "clip_id", "start_s", "end_s", "n_frames"]).to_arrow()
+
+
+def describe_mismatch(key: str, have: dict, want: dict) -> str:
+    if isinstance(have, dict) and isinstance(want, dict):
+        diffs = [f"{k}={have.get(k)!r} (requested {want.get(k)!r})" for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k)]
+        detail = ", ".join(diffs)
+    else:
+        detail = f"{have!r} (requested {want!r})"
+    return f"store was built with a different {key}: {detail}; use the store's settings or a new --db"
