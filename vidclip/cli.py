@@ -1,0 +1,215 @@
+"""The `vidclip` command line.  User mistakes end in one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from vidclip.errors import InputError, VidclipError
+
+EXIT_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        self.exit(EXIT_ERROR, f"vidclip: error: {message} (see '{self.prog} --help')\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vidclip", description="Text-to-video search on frame-level CLIP.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def model_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", help="open_clip model name (default: the store's, or ViT-B-32 for a new store)")
+        p.add_argument(
+            "--pretrained",
+            help="open_clip pretrained tag, a local checkpoint file, or 'none' for seeded random weights "
+            "(default: the store's, or laion2b_s34b_b79k for a new store)",
+        )
+        p.add_argument("--model-config", help="open_clip model config JSON registering a custom architecture")
+        p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+
+    p = sub.add_parser("ingest", help="add videos (files or folders, recursively) to a store")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--db", required=True, help="store directory (created if missing)")
+    model_args(p)
+    p.add_argument("--sampling", choices=["fps", "uniform"], help="fps: frames at --fps; uniform: --max-frames per clip")
+    p.add_argument("--fps", type=_positive_float, help="sampled frames per second (default 1)")
+    p.add_argument("--clip-seconds", type=_positive_float, help="clip length in seconds (default 10)")
+    p.add_argument("--max-frames", type=_positive_int, help="frames per clip fed to the temporal module (default 12)")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="frames per encoder forward pass")
+    p.add_argument("--retry-failed", action="store_true", help="decode again files recorded as failed")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
+    p = sub.add_parser("search", help="search a store by text or image")
+    p.add_argument("query", nargs="?", help="text query (omit with --image)")
+    p.add_argument("--db", required=True)
+    p.add_argument("--image", help="image file to use as the query")
+    p.add_argument("-k", type=_positive_int, default=10, help="number of hits (default 10)")
+    p.add_argument("--per-video", type=_positive_int, default=1, help="hits allowed per video (default 1)")
+    p.add_argument("--level", choices=["clip", "video"], default="clip", help="rank clips (default) or whole videos")
+    model_args(p)
+    p.add_argument("--json", action="store_true", help="print a JSON list of hits")
+
+    p = sub.add_parser("status", help="counts and settings of a store")
+    p.add_argument("--db", required=True)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("demo", help="generate sample videos, ingest them and search them")
+    p.add_argument("dir", nargs="?", default="vidclip-demo", help="working folder (default ./vidclip-demo)")
+    p.add_argument("--json", action="store_true", help="print the searches' hits as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="vidclip: %(levelname)s: %(message)s" if args.verbose else "vidclip: %(message)s",
+        stream=sys.stderr,
+    )
+    _quiet_third_party()
+    try:
+        return COMMANDS[args.command](args)
+    except VidclipError as exc:
+        print(f"vidclip: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except ValueError as exc:
+        # temporal.TemporalError and friends: a user-facing ValueError from a pure-torch package.
+        if type(exc).__module__.startswith("temporal"):
+            print(f"vidclip: error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_ERROR
+        raise
+    except KeyboardInterrupt:
+        print("vidclip: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _quiet_third_party() -> None:
+    for name in ("lancedb", "open_clip", "root", "huggingface_hub", "timm"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _open(args, create: bool):
+    import vidclip
+
+    return vidclip.open(
+        args.db,
+        model=getattr(args, "model", None),
+        pretrained=getattr(args, "pretrained", None),
+        model_config=getattr(args, "model_config", None),
+        device=getattr(args, "device", "auto"),
+        create=create,
+    )
+
+
+def cmd_ingest(args) -> int:
+    from vidclip.config import SamplingConfig
+
+    missing = [p for p in args.paths if not os.path.exists(p)]
+    if missing:
+        raise InputError(f"{missing[0]}: no such file or directory")
+    lib = _open(args, create=True)
+    sampling = None
+    given = {k: v for k, v in (("mode", args.sampling), ("fps", args.fps), ("clip_seconds", args.clip_seconds), ("max_frames", args.max_frames)) if v is not None}
+    if given:
+        recorded = lib.store.meta.get("sampling") or {}
+        sampling = SamplingConfig(**{**recorded, **given})
+    lib.batch_size = args.batch_size
+    report = lib.ingest(args.paths, sampling, retry_failed=args.retry_failed, progress=not args.json)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print(
+            f"ingested {report.ok} video(s), {report.failed} failed, {report.skipped} skipped: "
+            f"{report.frames} frames, {report.clips} clips in {report.seconds:.1f}s"
+        )
+        for failure in report.failures:
+            print(f"  failed: {failure['uri']}: {failure['error']}")
+    return 0
+
+
+def cmd_search(args) -> int:
+    if not args.query and not args.image:
+        raise InputError("give a text QUERY or --image PATH")
+    if args.query and args.image:
+        raise InputError("give either a text QUERY or --image PATH, not both")
+    lib = _open(args, create=False)
+    hits = lib.search(args.query, image=args.image, k=args.k, per_video=args.per_video, level=args.level)
+    if args.json:
+        print(json.dumps(hits.to_dicts()))
+    else:
+        _print_hits(hits)
+    return 0
+
+
+def _print_hits(hits) -> None:
+    if not hits:
+        print("no hits")
+    for rank, hit in enumerate(hits, 1):
+        print(f"{rank:3d}. {hit.score:.4f}  {_clock(hit.start_s)}-{_clock(hit.end_s)}  {hit.uri}")
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(max(seconds, 0.0), 60)
+    h, m = divmod(int(m), 60)
+    return f"{h}:{m:02d}:{s:04.1f}" if h else f"{m}:{s:04.1f}"
+
+
+def cmd_status(args) -> int:
+    lib = _open(args, create=False)
+    status = lib.status()
+    if args.json:
+        print(json.dumps(status))
+    else:
+        v = status["videos"]
+        model = status["model"]
+        print(f"store:    {lib.uri}")
+        print(f"videos:   {v['ok']} ok, {v['failed']} failed")
+        print(f"frames:   {status['frames']}")
+        print(f"clips:    {status['clips']}")
+        print(f"model:    {model['name']} ({model['pretrained']})")
+        print(f"sampling: {status['sampling']}")
+        print(f"temporal: {status['temporal']}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from vidclip.demo import run_demo
+
+    return run_demo(args.dir, as_json=args.json)
+
+
+COMMANDS = {"ingest": cmd_ingest, "search": cmd_search, "status": cmd_status, "demo": cmd_demo}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
