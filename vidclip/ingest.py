@@ -21,7 +21,6 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
-import torch
 
 from vidclip.config import DecodeConfig, SamplingConfig
 from vidclip.decoder import FrameChunk, SampleReader
@@ -138,7 +137,7 @@ def finish_video(
     facts: VideoFacts,
     vectors: np.ndarray,
     have: np.ndarray,
-    aggregator: torch.nn.Module,
+    aggregator,
     temporal_name: str,
     max_frames: int,
     decoder: str,
@@ -218,8 +217,10 @@ def finish_video(
     return VideoRows(video=video, frames=frames, clips=clips, video_vector=video_vector)
 
 
-def aggregate(aggregator: torch.nn.Module, vectors: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+def aggregate(aggregator, vectors: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
     """Run the temporal module once over padded groups of frame vectors -> (G, D) normalised."""
+    import torch
+
     dim = vectors.shape[1]
     t_max = max(len(g) for g in groups)
     frames = torch.zeros(len(groups), t_max, dim)  # (G, T, D); padding is masked out, never used

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
-import torch
 
 from vidclip.config import DecodeConfig, SamplingConfig
 from vidclip.errors import MediaError
@@ -71,7 +70,7 @@ def run_in_process(
     store: Store,
     entries: Iterable,
     encoder,
-    aggregator: torch.nn.Module,
+    aggregator,
     temporal_name: str,
     sampling: SamplingConfig,
     decode: DecodeConfig = DecodeConfig(),
