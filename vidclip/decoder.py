@@ -5,7 +5,8 @@ model needs, turned upright, and handed out in small chunks, so a whole video's
 frames are never held at full resolution, nor all at once.
 
 decord is fast but fragile: it cannot read some codecs (AV1), and its frame
-index can disagree with the container's timestamps.  Its timeline is checked
+index can disagree with the container's timestamps.  decord applies the display
+rotation itself; PyAV does not, so its frames are turned upright here.  Its timeline is checked
 against the probe's before any frame is trusted; any disagreement or error
 switches to PyAV for the frames not yet delivered, and the reason is recorded.
 """
@@ -85,7 +86,8 @@ class SampleReader:
         import decord
 
         plan_idx = self.plan.frame_index[start:]  # (K',)
-        w, h = self.coded_size
+        # decord applies the display-rotation tag itself: it takes and returns display-oriented sizes.
+        w, h = self.display_size
         try:
             vr = decord.VideoReader(self.path, ctx=decord.cpu(0), width=w, height=h, num_threads=1)
             n = len(vr)
@@ -104,7 +106,7 @@ class SampleReader:
                 yield FrameChunk(
                     position=np.arange(start + lo, start + lo + len(idx)),
                     times=ours[idx],
-                    frames=self._upright(frames),
+                    frames=frames,
                 )
         except (decord.DECORDError, RuntimeError, ValueError, IndexError) as exc:
             raise DecodeError(self.path, _one_line(exc)) from None
