@@ -150,3 +150,19 @@ def test_decode_error_when_no_decoder_left(tmp_path):
     plan = plan_samples(pr.timeline, pr.info.duration_s, SamplingConfig())
     with pytest.raises(DecodeError):
         list(SampleReader(path, pr, plan, (64, 48), decoders=(DECORD,)).chunks())
+
+
+def test_png_named_mp4_is_refused_as_still_image(tmp_path):
+    path = write_not_a_video(tmp_path / "picture.mp4", kind="png")
+    with pytest.raises(ProbeError, match="still image"):
+        probe(str(path), BUDGET)
+
+
+def test_truncated_matroska_is_noted_not_silent(tmp_path):
+    from vidclip.synth import write_truncated
+
+    spec = VideoSpec(codec="vp9", duration_s=6.0)
+    path = write_truncated(tmp_path / "cut.webm", spec, fraction=0.5)
+    pr = probe(str(path), BUDGET)
+    assert pr.info.duration_s < 5.0
+    assert "truncated" in pr.note

@@ -108,6 +108,7 @@ class VideoFacts:
     info: VideoInfo
     plan: SamplePlan
     times: np.ndarray  # (K,) float64 presentation time of every planned frame
+    note: str = ""  # probe's remark, kept with the video
 
 
 def read_video(path: str, sampling: SamplingConfig, decode: DecodeConfig, size_fn: SizeFn) -> tuple[VideoFacts, SampleReader]:
@@ -116,7 +117,7 @@ def read_video(path: str, sampling: SamplingConfig, decode: DecodeConfig, size_f
     plan = plan_samples(pr.timeline, pr.info.duration_s, sampling)
     size = size_fn(*pr.info.display_size)
     reader = SampleReader(path, pr, plan, size, chunk_frames=decode.chunk_frames)
-    return VideoFacts(pr.info, plan, pr.timeline[plan.frame_index]), reader
+    return VideoFacts(pr.info, plan, pr.timeline[plan.frame_index], pr.note), reader
 
 
 # -- finish -----------------------------------------------------------------------------------------
@@ -191,7 +192,7 @@ def finish_video(
         schema=frame_schema(dim),
     )
     missing = len(have) - len(kept)
-    note = decoder_note
+    note = "; ".join(n for n in (facts.note, decoder_note) if n)
     if missing:
         note = (note + "; " if note else "") + f"{missing} of {len(have)} sampled frames could not be decoded"
     info = facts.info

@@ -43,6 +43,11 @@ class Probe:
     info: VideoInfo
     timeline: np.ndarray  # (N,) float64 presentation times in seconds from stream start, sorted
     pts: np.ndarray  # (N,) int64 raw pts in stream time base, same order as timeline
+    note: str = ""  # something odd but not fatal, e.g. frames ending long before the declared duration
+
+
+# Demuxers that read single pictures: ffmpeg opens a PNG or JPEG as a one-frame "video".
+STILL_IMAGE_FORMATS = ("image2", "_pipe", "gif", "apng", "webp")
 
 
 def probe(path: str, max_pixels: int) -> Probe:
@@ -63,6 +68,9 @@ def probe(path: str, max_pixels: int) -> Probe:
     except (OSError, UnicodeDecodeError) as exc:
         raise ProbeError(uri, f"cannot open ({exc})") from None
     with container:
+        fmt = container.format.name or ""
+        if fmt.startswith("image2") or fmt.endswith("_pipe") or fmt in ("apng", "webp"):
+            raise ProbeError(uri, f"a still image ({fmt.removesuffix('_pipe')}), not a video")
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["no streams"]
             raise ProbeError(uri, f"no video stream (found: {', '.join(kinds)})")
@@ -79,6 +87,7 @@ def probe(path: str, max_pixels: int) -> Probe:
         time_base = stream.time_base
         if time_base is None:
             raise ProbeError(uri, "video stream has no time base")
+        container_duration = container.duration / 1e6 if container.duration else None
         pts = _read_pts(container, stream, uri)
         rotation = _first_frame_rotation(container, stream, uri)
 
@@ -88,10 +97,12 @@ def probe(path: str, max_pixels: int) -> Probe:
     if fps <= 0 and len(timeline) > 1:
         fps = (len(timeline) - 1) / max(timeline[-1] - timeline[0], 1e-9)
     frame_dur = 1.0 / fps if fps > 0 else 0.0
-    durations = [timeline[-1] + frame_dur]
-    if stream.duration is not None:
-        durations.append(float(stream.duration * time_base))
-    duration = float(max(durations))
+    # The frames' own extent is the duration; a header may claim more (a truncated file) or nothing.
+    duration = float(timeline[-1] + frame_dur)
+    declared = float(stream.duration * time_base) if stream.duration is not None else container_duration
+    note = ""
+    if declared and declared - duration > max(1.0, 0.05 * declared):
+        note = f"frames end at {duration:.2f}s of a declared {declared:.2f}s (truncated?)"
     info = VideoInfo(
         duration_s=round(duration, 6),
         fps=round(fps, 6),
@@ -101,7 +112,7 @@ def probe(path: str, max_pixels: int) -> Probe:
         rotation=rotation,
         n_frames=int(len(timeline)),
     )
-    return Probe(info=info, timeline=timeline, pts=pts)
+    return Probe(info=info, timeline=timeline, pts=pts, note=note)
 
 
 def _read_pts(container, stream, uri: str) -> np.ndarray:
