@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -119,7 +120,7 @@ class Batch:
         return cls([], [], [], [], [])
 
     def __len__(self) -> int:
-        return len(self.videos)
+        return len(self.videos) + len(self.sources)
 
     @property
     def n_rows(self) -> int:
@@ -150,7 +151,9 @@ class Store:
             if local and os.path.isdir(uri) and not os.access(uri, os.R_OK | os.X_OK):
                 raise StoreError(f"{uri}: store directory is not readable")
         try:
-            db = lancedb.connect(uri, storage_options=storage_options)
+            # Strong consistency: every read sees the latest commit, from this handle or any other
+            # (a search process must see videos another process just ingested).
+            db = lancedb.connect(uri, storage_options=storage_options, read_consistency_interval=timedelta(0))
             names = set(db.list_tables().tables)
         except (OSError, ValueError, RuntimeError) as exc:
             raise StoreError(f"{uri}: cannot open store ({' '.join(str(exc).split())[:200]})") from None
@@ -235,8 +238,6 @@ class Store:
     # -- writing ------------------------------------------------------------------------------------
     def commit(self, batch: Batch) -> None:
         """Write a batch of finished videos with the pending -> data -> ok protocol."""
-        if not batch.videos:
-            return
         ok_rows = [v for v in batch.videos if v["status"] == OK]
         if ok_rows:
             pending = [dict(v, status=PENDING) for v in ok_rows]
@@ -244,7 +245,8 @@ class Store:
             for name, parts in (("frames", batch.frames), ("clips", batch.clips), ("video_vectors", batch.video_vectors)):
                 if parts:
                     self.table(name).add(pa.concat_tables(parts))
-        self._upsert("videos", "video_id", batch.videos, VIDEO_SCHEMA)
+        if batch.videos:
+            self._upsert("videos", "video_id", batch.videos, VIDEO_SCHEMA)
         if batch.sources:
             self._upsert("sources", "uri", batch.sources, SOURCE_SCHEMA)
 
@@ -318,7 +320,7 @@ class Store:
         query = self.table(table).search(np.asarray(vector, dtype=np.float32)).distance_type("dot").limit(limit)
         if where:
             query = query.where(where, prefilter=True)
-        return query.select(["video_id", "clip_id", "start_s", "end_s", "n_frames"]).to_arrow()
+        return query.select(["video_id", "clip_id", "start_s", "end_s", "n_frames", "_distance"]).to_arrow()
 
 
 def describe_mismatch(key: str, have: dict, want: dict) -> str:

@@ -1,0 +1,52 @@
+"""Shared fixtures: real videos written with PyAV, and a tiny real open_clip architecture."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from vidclip.config import ModelConfig, SamplingConfig
+from vidclip.synth import VideoSpec, write_video
+
+TINY_CONFIG = str(Path(__file__).parent / "models" / "vidclip-tiny.json")
+TINY = ModelConfig(name="vidclip-tiny", pretrained="none", config_path=TINY_CONFIG)
+# 2-second clips over videos whose content changes every 2 seconds: every clip is one distinct scene.
+# (Random-weight embeddings share a strong common direction, so a clip mixing two scenes can sit
+# closer to another video's clip than to a query from one of its own scenes.)
+SAMPLING = SamplingConfig(fps=2.0, clip_seconds=2.0, max_frames=12)
+
+LIBRARY_SPECS = {
+    "h264_320x240.mp4": VideoSpec(codec="h264", width=320, height=240, duration_s=6.0, seed=1, scene_seconds=2.0),
+    "vp9_256x144.webm": VideoSpec(codec="vp9", width=256, height=144, duration_s=4.0, seed=2, scene_seconds=2.0),
+    "h264_rot90.mp4": VideoSpec(codec="h264", width=240, height=320, duration_s=4.0, seed=3, rotation=90, scene_seconds=2.0),
+    "sub/h264_640x360.mp4": VideoSpec(codec="h264", width=640, height=360, duration_s=5.0, seed=4, scene_seconds=2.0),
+}
+
+
+@pytest.fixture(scope="session")
+def video_dir(tmp_path_factory) -> Path:
+    """A small library: H.264 and VP9, three resolutions, one rotated, one in a subfolder."""
+    root = tmp_path_factory.mktemp("videos")
+    for name, spec in LIBRARY_SPECS.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        write_video(root / name, spec)
+    return root
+
+
+@pytest.fixture
+def videos(tmp_path, video_dir) -> Path:
+    """A private copy of the library, free to modify."""
+    dst = tmp_path / "videos"
+    shutil.copytree(video_dir, dst)
+    return dst
+
+
+@pytest.fixture
+def cli_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
+    env["TQDM_DISABLE"] = "1"
+    return env

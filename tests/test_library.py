@@ -1,0 +1,149 @@
+"""End to end through the Python API: real videos, a real tiny open_clip model, a real LanceDB dir."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import vidclip
+from conftest import LIBRARY_SPECS, SAMPLING, TINY
+from vidclip.config import ModelConfig, SamplingConfig
+from vidclip.errors import QueryError, StoreMismatchError
+from vidclip.store import Store
+from vidclip.synth import draw_frame
+
+
+@pytest.fixture
+def ingested(tmp_path, videos):
+    lib = vidclip.open(tmp_path / "db", model=TINY)
+    report = lib.ingest([videos], SAMPLING, progress=False)
+    return lib, report, videos
+
+
+def test_ingest_reports_and_stores_every_table(ingested):
+    lib, report, _ = ingested
+    assert report.ok == len(LIBRARY_SPECS) and report.failed == 0 and report.skipped == 0
+    # fps=2 -> one frame per 0.5 s of each video
+    expected_frames = sum(int(s.duration_s * 2) for s in LIBRARY_SPECS.values())
+    assert report.frames == expected_frames
+    assert report.clips == sum(int(s.duration_s / 2 + 0.5) for s in LIBRARY_SPECS.values())
+    store = lib.store
+    assert store.count("videos", "status = 'ok'") == report.ok
+    assert store.count("frames") == report.frames
+    assert store.count("clips") == report.clips
+    assert store.count("video_vectors") == report.ok
+    rows = store.table("videos").to_arrow().to_pylist()
+    by_name = {r["uri"].rsplit("/", 1)[-1]: r for r in rows}
+    rot = by_name["h264_rot90.mp4"]
+    assert (rot["width"], rot["height"], rot["rotation"]) == (240, 320, 90)
+    assert by_name["vp9_256x144.webm"]["codec"] == "vp9"
+    assert all(r["decoder"] == "decord" for r in rows)
+    # vectors are normalised
+    vecs = np.stack(store.table("clips").to_arrow().column("vector").to_numpy(zero_copy_only=False))
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["h264_320x240.mp4", "vp9_256x144.webm", "sub/h264_640x360.mp4", "h264_rot90.mp4"])
+def test_image_query_finds_the_video_and_the_moment(ingested, name):
+    lib, _, videos = ingested
+    spec = LIBRARY_SPECS[name]
+    for t in (0.6, spec.duration_s - 1.4):
+        frame = draw_frame(spec, t)
+        hits = lib.search(image=frame, k=3)
+        top = hits[0]
+        assert top.uri == str(videos / name)
+        assert top.start_s <= t < top.end_s, (t, top)
+        assert top.score > hits[1].score
+
+
+def test_text_query_returns_ranked_hits_one_per_video(ingested):
+    lib, report, _ = ingested
+    hits = lib.search("a red ball bouncing", k=10)
+    assert len(hits) == report.ok  # every video once, no more
+    assert len({h.video_id for h in hits}) == len(hits)
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert all(h.end_s > h.start_s for h in hits)
+
+
+def test_per_video_and_video_level(ingested):
+    lib, report, _ = ingested
+    hits = lib.search("anything", k=50, per_video=2)
+    counts = {}
+    for h in hits:
+        counts[h.video_id] = counts.get(h.video_id, 0) + 1
+    assert max(counts.values()) == 2 and len(hits) == sum(min(2, n) for n in _clips_per_video(lib).values())
+    whole = lib.search("anything", k=10, level="video")
+    assert len(whole) == report.ok and all(h.clip_id is None and h.start_s == 0.0 for h in whole)
+    assert {h.video_id for h in whole} == set(_clips_per_video(lib))
+    table = whole.to_arrow()
+    assert table.column_names == ["video_id", "uri", "start_s", "end_s", "score", "clip_id"]
+
+
+def _clips_per_video(lib):
+    ids = lib.store.table("clips").to_arrow().column("video_id").to_pylist()
+    return {v: ids.count(v) for v in set(ids)}
+
+
+def test_rerun_adds_nothing_and_renamed_file_is_recognised(ingested, tmp_path):
+    lib, first, videos = ingested
+    before = {t: lib.store.count(t) for t in ("videos", "frames", "clips", "video_vectors")}
+    again = lib.ingest([videos], progress=False)
+    assert (again.ok, again.failed, again.skipped) == (0, 0, first.ok)
+    shutil.move(videos / "h264_320x240.mp4", videos / "renamed.mp4")
+    shutil.copy(videos / "vp9_256x144.webm", videos / "copy_of_vp9.webm")
+    third = vidclip.open(lib.uri).ingest([videos], progress=False)
+    assert (third.ok, third.failed, third.skipped) == (0, 0, first.ok + 1)
+    assert before == {t: lib.store.count(t) for t in ("videos", "frames", "clips", "video_vectors")}
+    sources = lib.store.sources()
+    assert sources[str(videos / "renamed.mp4")]["video_id"] == sources[str(videos / "h264_320x240.mp4")]["video_id"]
+    assert sources[str(videos / "copy_of_vp9.webm")]["video_id"] == sources[str(videos / "vp9_256x144.webm")]["video_id"]
+
+
+def test_store_refuses_another_model_or_sampling(ingested):
+    lib, _, videos = ingested
+    other_seed = ModelConfig(name=TINY.name, pretrained="none", config_path=TINY.config_path, seed=7)
+    with pytest.raises(StoreMismatchError, match="model"):
+        vidclip.open(lib.uri, model=other_seed).search("x")
+    with pytest.raises(StoreMismatchError, match="model"):
+        vidclip.open(lib.uri, model="ViT-B-32")
+    with pytest.raises(StoreMismatchError, match="sampling"):
+        vidclip.open(lib.uri).ingest([videos], SamplingConfig(fps=5.0), progress=False)
+
+
+def test_reopened_store_uses_its_recorded_model(ingested):
+    lib, _, videos = ingested
+    q = draw_frame(LIBRARY_SPECS["vp9_256x144.webm"], 1.2)
+    again = vidclip.open(lib.uri)  # no model given: the store's own, rebuilt from its seed
+    assert again.model_config.name == TINY.name
+    assert again.search(image=q, k=1)[0].uri == str(videos / "vp9_256x144.webm")
+
+
+def test_interrupted_commit_is_invisible_then_repaired(ingested):
+    lib, report, videos = ingested
+    store = lib.store
+    vid = store.table("videos").to_arrow().column("video_id").to_pylist()[0]
+    # Simulate a crash between the data append and the 'ok' commit of one video.
+    store.table("videos").update(where=f"video_id = '{vid}'", values={"status": "pending"})
+    hits = lib.search("anything", k=50, per_video=100)
+    assert vid not in {h.video_id for h in hits}
+    assert store.repair() == 1
+    assert store.count("clips", f"video_id = '{vid}'") == 0 and store.count("frames", f"video_id = '{vid}'") == 0
+    redo = vidclip.open(lib.uri).ingest([videos], progress=False)
+    assert redo.ok == 1 and redo.skipped == report.ok - 1
+    assert store.count("clips") == report.clips and store.count("frames") == report.frames
+
+
+def test_query_errors_are_clear(ingested, tmp_path):
+    lib, _, _ = ingested
+    with pytest.raises(QueryError):
+        lib.search("   ")
+    with pytest.raises(QueryError):
+        lib.search("x", k=0)
+    with pytest.raises(QueryError):
+        lib.search("x", level="scene")
+    empty = vidclip.open(tmp_path / "empty", model=TINY)
+    with pytest.raises(QueryError, match="empty"):
+        empty.search("x")
