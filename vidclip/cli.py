@@ -87,12 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="vidclip: %(levelname)s: %(message)s" if args.verbose else "vidclip: %(message)s",
-        stream=sys.stderr,
-    )
-    _quiet_third_party()
+    _configure_logging(args.verbose)
     try:
         return COMMANDS[args.command](args)
     except VidclipError as exc:
@@ -113,9 +108,18 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def _quiet_third_party() -> None:
-    for name in ("lancedb", "open_clip", "root", "huggingface_hub", "timm"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+def _configure_logging(verbose: bool) -> None:
+    """vidclip's own messages on stderr; other libraries only for errors (or everything with -v).
+
+    open_clip logs through the root logger ("No pretrained weights loaded ..."); vidclip says the
+    same thing in its own words, so third-party chatter below ERROR is dropped unless verbose."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("vidclip: %(levelname)s: %(name)s: %(message)s" if verbose else "vidclip: %(message)s"))
+    if not verbose:
+        handler.addFilter(lambda r: r.name.split(".")[0] in ("vidclip", "temporal", "pipelines") or r.levelno >= logging.ERROR)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def _open(args, create: bool):

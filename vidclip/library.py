@@ -130,9 +130,12 @@ class Library:
             paths = [paths]
         entries = list(list_inputs([str(p) for p in paths]))
         sampling = self._sampling(sampling)
+        spec = self.store.meta.get("temporal") or {"name": DEFAULT_TEMPORAL}
+        settings = {"sampling": sampling.to_dict(), "temporal": spec}
+        self.store.check_settings(settings, record=False)  # cheap checks before the model loads
         encoder = self.encoder
         spec, aggregator = self._temporal()
-        self.store.check_settings({"sampling": sampling.to_dict(), "temporal": spec})
+        self.store.check_settings(settings)
         report = run_in_process(
             self.store, entries, encoder, aggregator, spec["name"], sampling, decode,
             retry_failed=retry_failed, progress=progress, total=len(entries),

@@ -139,8 +139,6 @@ class Store:
     # -- opening ----------------------------------------------------------------------------------
     @classmethod
     def open(cls, uri: str, create: bool = False, storage_options: dict | None = None) -> "Store":
-        import lancedb
-
         uri = str(uri)
         local = "://" not in uri
         if local:
@@ -150,6 +148,8 @@ class Store:
                 raise StoreError(f"{uri}: no vidclip store here (run 'vidclip ingest ... --db {uri}' first)")
             if local and os.path.isdir(uri) and not os.access(uri, os.R_OK | os.X_OK):
                 raise StoreError(f"{uri}: store directory is not readable")
+        import lancedb
+
         try:
             # Strong consistency: every read sees the latest commit, from this handle or any other
             # (a search process must see videos another process just ingested).
@@ -205,7 +205,7 @@ class Store:
         tbl.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(rows)
         self._meta = None
 
-    def check_settings(self, expected: dict) -> None:
+    def check_settings(self, expected: dict, record: bool = True) -> None:
         """Refuse to use the store with settings other than those it was built with.
 
         `expected` maps meta keys ("model", "sampling", "temporal") to the dict the caller would use.
@@ -217,7 +217,7 @@ class Store:
             have = meta.get(key)
             if have is not None and have != want:
                 raise StoreMismatchError(f"{self.uri}: {describe_mismatch(key, have, want)}")
-        if missing:
+        if missing and record:
             self.set_meta(missing)
 
     # -- table lifecycle ----------------------------------------------------------------------------

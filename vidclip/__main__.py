@@ -1,0 +1,5 @@
+import sys
+
+from vidclip.cli import main
+
+sys.exit(main())
