@@ -147,3 +147,24 @@ def test_query_errors_are_clear(ingested, tmp_path):
     empty = vidclip.open(tmp_path / "empty", model=TINY)
     with pytest.raises(QueryError, match="empty"):
         empty.search("x")
+
+
+def test_changed_content_at_same_path_replaces_old_rows(ingested):
+    from vidclip.synth import VideoSpec, write_video
+
+    lib, first, videos = ingested
+    path = videos / "vp9_256x144.webm"
+    old_id = lib.store.sources()[str(path)]["video_id"]
+    write_video(path, VideoSpec(codec="vp9", width=256, height=144, duration_s=2.0, seed=99, scene_seconds=2.0))
+    report = lib.ingest([videos], progress=False)
+    assert (report.ok, report.skipped) == (1, first.ok - 1)
+    new_id = lib.store.sources()[str(path)]["video_id"]
+    assert new_id != old_id
+    for table in ("videos", "frames", "clips", "video_vectors"):
+        assert lib.store.count(table, f"video_id = '{old_id}'") == 0, table
+    assert lib.store.count("videos") == first.ok
+    assert lib.store.count("clips", f"video_id = '{new_id}'") == 1
+    # the file now holds garbage: it is recorded failed, and the old rows stay gone
+    path.write_bytes(b"garbage" * 100)
+    report = lib.ingest([videos], progress=False)
+    assert report.failed == 1 and lib.store.count("clips", f"video_id = '{new_id}'") == 0

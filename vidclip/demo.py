@@ -13,7 +13,7 @@ import json
 import logging
 import os
 
-from vidclip.config import DEFAULT_MODEL, DEFAULT_PRETRAINED, ModelConfig
+from vidclip.config import DEFAULT_MODEL, DEFAULT_PRETRAINED, ModelConfig, SamplingConfig
 from vidclip.errors import WeightsUnavailableError
 
 log = logging.getLogger("vidclip")
@@ -27,14 +27,17 @@ def run_demo(folder: str, as_json: bool = False) -> int:
 
     videos_dir = os.path.join(folder, "videos")
     db_dir = os.path.join(folder, "db")
-    os.makedirs(videos_dir, exist_ok=True)
-    paths = write_sample_library(videos_dir)
-    log.info("wrote %d sample videos to %s", len(paths), videos_dir)
+    if not os.path.isdir(videos_dir) or not os.listdir(videos_dir):
+        os.makedirs(videos_dir, exist_ok=True)
+        paths = write_sample_library(videos_dir)
+        log.info("wrote %d sample videos to %s", len(paths), videos_dir)
 
     lib = vidclip.open(db_dir)
     if "model_source" not in lib.store.meta:
         lib = _open_with_fallback(db_dir)
-    report = lib.ingest([videos_dir], progress=not as_json)
+    # Short clips, so the two-scene sample videos show moments inside them.
+    sampling = None if "sampling" in lib.store.meta else SamplingConfig(fps=2.0, clip_seconds=3.0)
+    report = lib.ingest([videos_dir], sampling, progress=not as_json)
     log.info("ingest: %d ok, %d failed, %d skipped, %d frames, %d clips", report.ok, report.failed, report.skipped, report.frames, report.clips)
     results = {}
     for query in QUERIES:

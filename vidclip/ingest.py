@@ -59,6 +59,7 @@ class IngestReport:
 class Work:
     entry: Entry
     video_id: str
+    replaces: str | None = None  # video_id this uri held before its content changed
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Skip:
     entry: Entry
     video_id: str
     source_row: dict | None  # a new uri for known content, to record; None when nothing changed
+    replaces: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class Failure:
     entry: Entry
     video_id: str
     error: str
+    replaces: str | None = None
 
 
 def triage(
@@ -91,15 +94,18 @@ def triage(
         try:
             vid = content_id(entry.uri)
         except OSError as exc:
-            yield Failure(entry, uri_id(entry.uri), f"cannot read file ({exc.strerror or exc})")
+            vid = uri_id(entry.uri)
+            old = known["video_id"] if known and known["video_id"] != vid else None
+            yield Failure(entry, vid, f"cannot read file ({exc.strerror or exc})", old)
             continue
+        old = known["video_id"] if known and known["video_id"] != vid else None
         source = {"uri": entry.uri, "video_id": vid, "size": entry.size, "mtime_ns": entry.mtime_ns}
         state = status.get(vid)
         if state == OK or (state == FAILED and not retry_failed) or vid in claimed:
-            yield Skip(entry, vid, dict(source, status=state or "duplicate"))
+            yield Skip(entry, vid, dict(source, status=state or "duplicate"), old)
             continue
         claimed[vid] = entry.uri
-        yield Work(entry, vid)
+        yield Work(entry, vid, old)
 
 
 # -- read -------------------------------------------------------------------------------------------

@@ -96,10 +96,12 @@ def run_in_process(
             store.commit(batch)
             batch = Batch.empty()
 
-    def record_failure(video_id: str, entry, error: str) -> None:
+    def record_failure(video_id: str, entry, error: str, replaces: str | None) -> None:
         report.add_failure(entry.uri, error)
         batch.videos.append(failed_row(video_id, entry, error))
         batch.sources.append(source_row(entry, video_id, FAILED))
+        if replaces:
+            batch.replaced.append(replaces)
         bar.update(1)
 
     def finish_ready() -> None:
@@ -114,10 +116,12 @@ def run_in_process(
                         sampling.max_frames, slot.decoder, slot.note,
                     )
                 except MediaError as exc:
-                    record_failure(slot.work.video_id, slot.work.entry, exc.reason)
+                    record_failure(slot.work.video_id, slot.work.entry, exc.reason, slot.work.replaces)
                     continue
                 batch.videos.append(rows.video)
                 batch.sources.append(source_row(slot.work.entry, slot.work.video_id, OK))
+                if slot.work.replaces:
+                    batch.replaced.append(slot.work.replaces)
                 batch.frames.append(rows.frames)
                 batch.clips.append(rows.clips)
                 batch.video_vectors.append(rows.video_vector)
@@ -149,10 +153,12 @@ def run_in_process(
             report.skipped += 1
             if item.source_row is not None:
                 batch.sources.append(item.source_row)
+            if item.replaces:
+                batch.replaced.append(item.replaces)
             bar.update(1)
             continue
         if isinstance(item, Failure):
-            record_failure(item.video_id, item.entry, item.error)
+            record_failure(item.video_id, item.entry, item.error, item.replaces)
             continue
         slot = None
         try:
@@ -172,7 +178,7 @@ def run_in_process(
         except MediaError as exc:
             if slot is not None:
                 slot.failed = exc.reason
-            record_failure(item.video_id, item.entry, exc.reason)
+            record_failure(item.video_id, item.entry, exc.reason, item.replaces)
             continue
         finish_ready()
     encode_queue()

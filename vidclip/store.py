@@ -114,13 +114,14 @@ class Batch:
     frames: list[pa.Table]
     clips: list[pa.Table]
     video_vectors: list[pa.Table]
+    replaced: list[str]  # video_ids whose uri now holds other content: dropped once unreferenced
 
     @classmethod
     def empty(cls) -> "Batch":
-        return cls([], [], [], [], [])
+        return cls([], [], [], [], [], [])
 
     def __len__(self) -> int:
-        return len(self.videos) + len(self.sources)
+        return len(self.videos) + len(self.sources) + len(self.replaced)
 
     @property
     def n_rows(self) -> int:
@@ -249,6 +250,28 @@ class Store:
             self._upsert("videos", "video_id", batch.videos, VIDEO_SCHEMA)
         if batch.sources:
             self._upsert("sources", "uri", batch.sources, SOURCE_SCHEMA)
+        if batch.replaced:
+            self.drop_unreferenced(batch.replaced)
+
+    def drop_unreferenced(self, video_ids: Iterable[str]) -> list[str]:
+        """Delete videos no source uri points to any more (their file changed or vanished)."""
+        ids = sorted(set(video_ids))
+        if not ids:
+            return []
+        referenced = set()
+        for lo in range(0, len(ids), 1000):
+            referenced |= set(self._column_values("sources", "video_id", sql_in("video_id", ids[lo : lo + 1000])))
+        gone = [v for v in ids if v not in referenced]
+        self.delete_videos(gone)
+        return gone
+
+    def delete_videos(self, video_ids: list[str]) -> None:
+        """Hide the videos first (status pending: invisible to search, and finished by repair()
+        if this is interrupted), then delete their rows."""
+        for lo in range(0, len(video_ids), 1000):
+            where = sql_in("video_id", video_ids[lo : lo + 1000])
+            self.table("videos").update(where=where, values={"status": PENDING})
+        self.repair()
 
     def _upsert(self, name: str, key: str, rows: list[dict], schema: pa.Schema) -> None:
         # Last row per key wins (a batch may mention one video twice, e.g. a duplicate file).
