@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=_positive_int, help="frames per clip fed to the temporal module (default 12)")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="frames per encoder forward pass")
     p.add_argument("--retry-failed", action="store_true", help="decode again files recorded as failed")
+    p.add_argument("--decode-timeout", type=_positive_float, default=120.0,
+                   help="kill a video's decoder after this many seconds without progress (default 120)")
+    p.add_argument("--max-pixels", type=_positive_int, default=7680 * 4320,
+                   help="refuse videos whose declared resolution exceeds this many pixels (default 8K)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
     p = sub.add_parser("search", help="search a store by text or image")
@@ -136,7 +140,7 @@ def _open(args, create: bool):
 
 
 def cmd_ingest(args) -> int:
-    from vidclip.config import SamplingConfig
+    from vidclip.config import DecodeConfig, SamplingConfig
 
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
@@ -147,8 +151,11 @@ def cmd_ingest(args) -> int:
     if given:
         recorded = lib.store.meta.get("sampling") or {}
         sampling = SamplingConfig(**{**recorded, **given})
-    lib.batch_size = args.batch_size
-    report = lib.ingest(args.paths, sampling, retry_failed=args.retry_failed, progress=not args.json)
+    decode = DecodeConfig(timeout_s=args.decode_timeout, max_pixels=args.max_pixels)
+    report = lib.ingest(
+        args.paths, sampling, decode=decode, batch_size=args.batch_size, retry_failed=args.retry_failed,
+        progress=not args.json,
+    )
     if args.json:
         print(json.dumps(report.to_dict()))
     else:

@@ -63,7 +63,24 @@ class SamplingConfig:
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """Limits applied before and during decoding one video."""
+    """How one video is decoded, and the limits applied.
+
+    isolate: decode in a child process that is killed when it goes `timeout_s` seconds without
+    delivering anything (a hung or crashed native decoder costs one recorded failure).
+    job: the decode entry point run for each video ("module:function"); replace it to plug in
+    another decoder.
+    """
 
     max_pixels: int = 7680 * 4320  # refuse declared resolutions over 8K before decoding
     chunk_frames: int = 32  # frames held at once per video while decoding
+    timeout_s: float = 120.0
+    isolate: bool = True
+    job: str = "vidclip.ingest:decode_job"
+
+    def __post_init__(self) -> None:
+        from vidclip.errors import InputError
+
+        if not self.timeout_s > 0:
+            raise InputError(f"--decode-timeout must be > 0, got {self.timeout_s}")
+        if self.max_pixels < 1 or self.chunk_frames < 1:
+            raise InputError("max_pixels and chunk_frames must be >= 1")

@@ -126,6 +126,18 @@ def read_video(path: str, sampling: SamplingConfig, decode: DecodeConfig, size_f
     return VideoFacts(pr.info, plan, pr.timeline[plan.frame_index], pr.note), reader
 
 
+def decode_job(path: str, sampling: SamplingConfig, decode: DecodeConfig, geometry) -> Iterator[tuple]:
+    """The decode stage as a stream of messages (run in a sandbox child, a Ray task, or inline):
+    ("facts", VideoFacts), then ("chunk", FrameChunk) per chunk, then ("done", {decoder, note, missing})."""
+    from vidclip.sandbox import CHUNK, DONE, FACTS
+
+    facts, reader = read_video(path, sampling, decode, geometry.decode_size)
+    yield (FACTS, facts)
+    for chunk in reader.chunks():
+        yield (CHUNK, chunk)
+    yield (DONE, {"decoder": reader.decoder, "note": reader.note, "missing": reader.missing})
+
+
 # -- finish -----------------------------------------------------------------------------------------
 @dataclass
 class VideoRows:

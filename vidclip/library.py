@@ -118,6 +118,7 @@ class Library:
         sampling: SamplingConfig | None = None,
         *,
         decode: DecodeConfig = DecodeConfig(),
+        batch_size: int | None = None,
         retry_failed: bool = False,
         progress: bool = True,
     ) -> IngestReport:
@@ -134,6 +135,8 @@ class Library:
         settings = {"sampling": sampling.to_dict(), "temporal": spec}
         self.store.check_settings(settings, record=False)  # cheap checks before the model loads
         encoder = self.encoder
+        if batch_size is not None:
+            encoder.batch_size = int(batch_size)
         spec, aggregator = self._temporal()
         self.store.check_settings(settings)
         report = run_in_process(

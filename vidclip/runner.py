@@ -26,10 +26,11 @@ from vidclip.ingest import (
     Work,
     failed_row,
     finish_video,
-    read_video,
     source_row,
     triage,
 )
+from vidclip.geometry import FrameGeometry
+from vidclip.sandbox import CHUNK, FACTS, make_decoder
 from vidclip.store import FAILED, OK, Batch, Store
 
 log = logging.getLogger("vidclip")
@@ -148,7 +149,7 @@ def run_in_process(
         bar.set_postfix_str(_rate(report, started), refresh=False)
         finish_ready()
 
-    for item in triage(entries, store.sources(), store.video_status(), retry_failed):
+    def handle(item) -> None:
         if isinstance(item, Skip):
             report.skipped += 1
             if item.source_row is not None:
@@ -156,31 +157,38 @@ def run_in_process(
             if item.replaces:
                 batch.replaced.append(item.replaces)
             bar.update(1)
-            continue
+            return
         if isinstance(item, Failure):
             record_failure(item.video_id, item.entry, item.error, item.replaces)
-            continue
+            return
         slot = None
         try:
-            facts, reader = read_video(item.entry.uri, sampling, decode, encoder.decode_size)
-            k = len(facts.plan.frame_index)
-            slot = _Slot(item, facts, np.zeros((k, encoder.dim), np.float32), np.zeros(k, bool))
-            in_flight.append(slot)
-            for chunk in reader.chunks():
-                queue.slots.append(slot)
-                queue.positions.append(chunk.position)
-                queue.frames.extend(chunk.frames)
-                queue.size += len(chunk.position)
-                slot.queued += len(chunk.position)
-                if queue.size >= encoder.batch_size:
-                    encode_queue()
-            slot.decoder, slot.note, slot.decoded = reader.decoder, reader.note, True
+            for kind, payload in decoder.run(item.entry.uri, sampling, decode, geometry):
+                if kind == FACTS:
+                    k = len(payload.plan.frame_index)
+                    slot = _Slot(item, payload, np.zeros((k, encoder.dim), np.float32), np.zeros(k, bool))
+                    in_flight.append(slot)
+                elif kind == CHUNK:
+                    queue.slots.append(slot)
+                    queue.positions.append(payload.position)
+                    queue.frames.extend(payload.frames)
+                    queue.size += len(payload.position)
+                    slot.queued += len(payload.position)
+                    if queue.size >= encoder.batch_size:
+                        encode_queue()
+                else:
+                    slot.decoder, slot.note, slot.decoded = payload["decoder"], payload["note"], True
         except MediaError as exc:
             if slot is not None:
                 slot.failed = exc.reason
             record_failure(item.video_id, item.entry, exc.reason, item.replaces)
-            continue
+            return
         finish_ready()
+
+    geometry = FrameGeometry.of_model(encoder.model)
+    with make_decoder(decode.job, decode.timeout_s, decode.isolate) as decoder:
+        for item in triage(entries, store.sources(), store.video_status(), retry_failed):
+            handle(item)
     encode_queue()
     finish_ready()
     flush_commit(force=True)
