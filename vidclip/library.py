@@ -108,7 +108,15 @@ class Library:
             import temporal
 
             spec = self.store.meta.get("temporal") or {"name": DEFAULT_TEMPORAL}
-            self._aggregator = (spec, temporal.build(spec["name"], self.encoder.dim))
+            if spec.get("checkpoint"):
+                module = temporal.load(spec["checkpoint"], expect_clip_model=self.encoder.identity.name)
+                if temporal.fingerprint(spec["checkpoint"]) != spec.get("fingerprint"):
+                    raise StoreMismatchError(
+                        f"{self.uri}: temporal checkpoint {spec['checkpoint']} changed since the store was indexed with it"
+                    )
+            else:
+                module = temporal.build(spec["name"], self.encoder.dim)
+            self._aggregator = (spec, module.eval())
         return self._aggregator
 
     # -- ingest -------------------------------------------------------------------------------------
@@ -187,7 +195,7 @@ class Library:
         return {
             "videos": {"ok": self.store.count("videos", "status = 'ok'"), "failed": self.store.count("videos", "status = 'failed'")},
             "frames": self.store.count("frames"),
-            "clips": self.store.count("clips"),
+            "clips": self.store.count(self.store.segments["clip"]),
             "model": {"name": source.get("name"), "pretrained": source.get("pretrained")},
             "sampling": meta.get("sampling"),
             "temporal": meta.get("temporal"),

@@ -69,7 +69,7 @@ def search_vector(store: Store, query: np.ndarray, k: int = 10, per_video: int =
     check_request(k, per_video, level)
     if not store.has_vectors:
         return Hits()
-    table = "clips" if level == "clip" else "video_vectors"
+    table = store.segments[level]
     cap = per_video if level == "clip" else 1
     total = store.count(table)
     fetch = min(total, max(4 * k * cap, 32))

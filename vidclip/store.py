@@ -222,19 +222,45 @@ class Store:
             self.set_meta(missing)
 
     # -- table lifecycle ----------------------------------------------------------------------------
+    # The clip and whole-video vectors live in the tables named by meta["segments"]; a reindex
+    # writes new tables and switches this one meta row, so readers move over atomically.
+    DEFAULT_SEGMENTS = {"clip": "clips", "video": "video_vectors"}
+
+    @property
+    def segments(self) -> dict[str, str]:
+        """Active segment tables: {"clip": name, "video": name}."""
+        return dict(self.meta.get("segments") or self.DEFAULT_SEGMENTS)
+
+    def segment_tables(self) -> list[str]:
+        """Every table holding per-video rows (frames and the active segment tables)."""
+        seg = self.segments
+        return ["frames", seg["clip"], seg["video"]]
+
     def ensure_vector_tables(self, dim: int) -> None:
         existing = set(self._db.list_tables().tables)
+        seg = self.segments
         for name, schema in (
             ("frames", frame_schema(dim)),
-            ("clips", segment_schema(dim)),
-            ("video_vectors", segment_schema(dim)),
+            (seg["clip"], segment_schema(dim)),
+            (seg["video"], segment_schema(dim)),
         ):
             if name not in existing:
                 self._db.create_table(name, schema=schema)
 
+    def create_table(self, name: str, schema: pa.Schema, data: pa.Table | None = None):
+        """Create (or replace) a table: used by reindex to build new segment tables."""
+        tbl = self._db.create_table(name, schema=schema, data=data, mode="overwrite")
+        self._tables[name] = tbl
+        return tbl
+
+    def drop_table(self, name: str) -> None:
+        if self.has_table(name):
+            self._db.drop_table(name)
+        self._tables.pop(name, None)
+
     @property
     def has_vectors(self) -> bool:
-        return self.has_table("clips")
+        return self.has_table(self.segments["clip"])
 
     # -- writing ------------------------------------------------------------------------------------
     def commit(self, batch: Batch) -> None:
@@ -243,7 +269,8 @@ class Store:
         if ok_rows:
             pending = [dict(v, status=PENDING) for v in ok_rows]
             self._upsert("videos", "video_id", pending, VIDEO_SCHEMA)
-            for name, parts in (("frames", batch.frames), ("clips", batch.clips), ("video_vectors", batch.video_vectors)):
+            seg = self.segments
+            for name, parts in (("frames", batch.frames), (seg["clip"], batch.clips), (seg["video"], batch.video_vectors)):
                 if parts:
                     self.table(name).add(pa.concat_tables(parts))
         if batch.videos:
@@ -288,7 +315,7 @@ class Store:
         for lo in range(0, len(pending), 1000):
             part = pending[lo : lo + 1000]
             where = sql_in("video_id", part)
-            for name in ("frames", "clips", "video_vectors"):
+            for name in self.segment_tables():
                 if self.has_table(name):
                     self.table(name).delete(where)
             videos.delete(where + f" AND status = {sql_str(PENDING)}")
@@ -296,7 +323,7 @@ class Store:
 
     def optimize(self) -> None:
         """Compact the small fragments many commits leave behind."""
-        for name in ("videos", "sources", "frames", "clips", "video_vectors"):
+        for name in ["videos", "sources", *self.segment_tables()]:
             if self.has_table(name):
                 self.table(name).optimize()
 
