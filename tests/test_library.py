@@ -11,7 +11,6 @@ import vidclip
 from conftest import LIBRARY_SPECS, SAMPLING, TINY
 from vidclip.config import ModelConfig, SamplingConfig
 from vidclip.errors import QueryError, StoreMismatchError
-from vidclip.store import Store
 from vidclip.synth import draw_frame
 
 

@@ -13,8 +13,6 @@ functions in workers:
 from __future__ import annotations
 
 import logging
-import os
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
@@ -23,12 +21,12 @@ import numpy as np
 import pyarrow as pa
 
 from vidclip.config import DecodeConfig, SamplingConfig
-from vidclip.decoder import FrameChunk, SampleReader
+from vidclip.decoder import SampleReader
 from vidclip.errors import MediaError
 from vidclip.manifest import Entry, content_id, uri_id
 from vidclip.probe import VideoInfo, probe
 from vidclip.sampling import SamplePlan, plan_samples, select_for_clip
-from vidclip.store import FAILED, OK, Batch, Store, segment_schema, frame_schema, vectors_array
+from vidclip.store import FAILED, OK, frame_schema, segment_schema, vectors_array
 
 log = logging.getLogger("vidclip")
 

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import replace
 from typing import Iterable
 
 import numpy as np
 
 from vidclip.config import DEFAULT_MODEL, DEFAULT_PRETRAINED, DecodeConfig, ModelConfig, SamplingConfig
-from vidclip.errors import InputError, QueryError, StoreMismatchError, VidclipError
+from vidclip.errors import InputError, QueryError, StoreMismatchError
 from vidclip.ingest import IngestReport
 from vidclip.search import Hits, check_request, search_vector
-from vidclip.store import FAILED, OK, Store, describe_mismatch
+from vidclip.store import Store, describe_mismatch
 
 log = logging.getLogger("vidclip")
 

@@ -9,8 +9,6 @@ vectors of the videos in flight (a few KB per sampled frame).
 from __future__ import annotations
 
 import logging
-import sys
-import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -18,30 +16,13 @@ import numpy as np
 
 from vidclip.config import DecodeConfig, SamplingConfig
 from vidclip.errors import MediaError
-from vidclip.ingest import (
-    Failure,
-    IngestReport,
-    Skip,
-    VideoFacts,
-    Work,
-    failed_row,
-    finish_video,
-    source_row,
-    triage,
-)
+from vidclip.committer import CommitPolicy, Committer
+from vidclip.ingest import Failure, IngestReport, Skip, VideoFacts, Work, finish_video, triage
 from vidclip.geometry import FrameGeometry
 from vidclip.sandbox import CHUNK, FACTS, make_decoder
-from vidclip.store import FAILED, OK, Batch, Store
+from vidclip.store import Store
 
 log = logging.getLogger("vidclip")
-
-
-@dataclass(frozen=True)
-class CommitPolicy:
-    """When the committer flushes: whichever limit is reached first."""
-
-    max_videos: int = 64
-    max_frames: int = 50_000
 
 
 @dataclass
@@ -80,30 +61,13 @@ def run_in_process(
     progress: bool = True,
     total: int | None = None,
 ) -> IngestReport:
-    started = time.perf_counter()
-    report = IngestReport()
     repaired = store.repair()
     if repaired:
         log.info("repaired %d video(s) left half-written by an interrupted ingest", repaired)
     store.ensure_vector_tables(encoder.dim)
-    batch = Batch.empty()
+    committer = Committer(store, commit, progress, total)
     queue = _Queue()
     in_flight: list[_Slot] = []
-    bar = _progress(progress, total)
-
-    def flush_commit(force: bool = False) -> None:
-        nonlocal batch
-        if len(batch) and (force or len(batch) >= commit.max_videos or batch.n_rows >= commit.max_frames):
-            store.commit(batch)
-            batch = Batch.empty()
-
-    def record_failure(video_id: str, entry, error: str, replaces: str | None) -> None:
-        report.add_failure(entry.uri, error)
-        batch.videos.append(failed_row(video_id, entry, error))
-        batch.sources.append(source_row(entry, video_id, FAILED))
-        if replaces:
-            batch.replaced.append(replaces)
-        bar.update(1)
 
     def finish_ready() -> None:
         for slot in list(in_flight):
@@ -117,20 +81,9 @@ def run_in_process(
                         sampling.max_frames, slot.decoder, slot.note,
                     )
                 except MediaError as exc:
-                    record_failure(slot.work.video_id, slot.work.entry, exc.reason, slot.work.replaces)
+                    committer.failed(slot.work, exc.reason)
                     continue
-                batch.videos.append(rows.video)
-                batch.sources.append(source_row(slot.work.entry, slot.work.video_id, OK))
-                if slot.work.replaces:
-                    batch.replaced.append(slot.work.replaces)
-                batch.frames.append(rows.frames)
-                batch.clips.append(rows.clips)
-                batch.video_vectors.append(rows.video_vector)
-                report.ok += 1
-                report.frames += rows.frames.num_rows
-                report.clips += rows.n_clips
-                bar.update(1)
-        flush_commit()
+                committer.finished(slot.work, rows)
 
     def encode_queue() -> None:
         nonlocal queue
@@ -146,20 +99,14 @@ def run_in_process(
             slot.queued -= n
             row += n
         queue = _Queue()
-        bar.set_postfix_str(_rate(report, started), refresh=False)
         finish_ready()
 
     def handle(item) -> None:
         if isinstance(item, Skip):
-            report.skipped += 1
-            if item.source_row is not None:
-                batch.sources.append(item.source_row)
-            if item.replaces:
-                batch.replaced.append(item.replaces)
-            bar.update(1)
+            committer.skipped(item)
             return
         if isinstance(item, Failure):
-            record_failure(item.video_id, item.entry, item.error, item.replaces)
+            committer.failed(item, item.error)
             return
         slot = None
         try:
@@ -181,7 +128,7 @@ def run_in_process(
         except MediaError as exc:
             if slot is not None:
                 slot.failed = exc.reason
-            record_failure(item.video_id, item.entry, exc.reason, item.replaces)
+            committer.failed(item, exc.reason)
             return
         finish_ready()
 
@@ -191,18 +138,4 @@ def run_in_process(
             handle(item)
     encode_queue()
     finish_ready()
-    flush_commit(force=True)
-    bar.close()
-    report.seconds = round(time.perf_counter() - started, 3)
-    return report
-
-
-def _rate(report: IngestReport, started: float) -> str:
-    elapsed = max(time.perf_counter() - started, 1e-9)
-    return f"ok={report.ok} failed={report.failed} {report.frames / elapsed:.1f} frames/s"
-
-
-def _progress(enabled: bool, total: int | None):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="video", disable=not enabled or not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True)
+    return committer.close()

@@ -37,7 +37,6 @@ def _child(conn, entry_point: str) -> None:
             return
         if job is None:
             return
-        path = job[0]
         try:
             for message in job_fn(*job):
                 conn.send(message)
@@ -46,7 +45,6 @@ def _child(conn, entry_point: str) -> None:
         except Exception as exc:  # a bug or an unforeseen library error: one recorded failure, with its type
             tail = traceback.format_exception_only(type(exc), exc)[-1].strip()
             conn.send((ERROR, f"internal error while decoding: {tail[:300]}"))
-        del path
 
 
 def describe_exit(code: int | None) -> str:

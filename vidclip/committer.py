@@ -1,0 +1,87 @@
+"""The single committer: collects finished and failed videos, writes them to the store in bulk,
+and keeps the job's report.  Used by the in-process runner and by the Ray driver alike."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+from vidclip.ingest import Failure, IngestReport, Skip, VideoRows, Work, failed_row, source_row
+from vidclip.store import FAILED, OK, Batch, Store
+
+
+@dataclass(frozen=True)
+class CommitPolicy:
+    """When the committer flushes: whichever limit is reached first."""
+
+    max_videos: int = 64
+    max_frames: int = 50_000
+
+
+class Committer:
+    def __init__(self, store: Store, policy: CommitPolicy = CommitPolicy(), progress: bool = True, total: int | None = None):
+        self.store = store
+        self.policy = policy
+        self.report = IngestReport()
+        self.batch = Batch.empty()
+        self.started = time.perf_counter()
+        self.bar = _progress(progress, total)
+
+    # -- outcomes -----------------------------------------------------------------------------------
+    def skipped(self, item: Skip) -> None:
+        self.report.skipped += 1
+        if item.source_row is not None:
+            self.batch.sources.append(item.source_row)
+        if item.replaces:
+            self.batch.replaced.append(item.replaces)
+        self._tick()
+
+    def failed(self, item: Work | Failure, error: str) -> None:
+        entry = item.entry
+        self.report.add_failure(entry.uri, error)
+        self.batch.videos.append(failed_row(item.video_id, entry, error))
+        self.batch.sources.append(source_row(entry, item.video_id, FAILED))
+        if item.replaces:
+            self.batch.replaced.append(item.replaces)
+        self._tick()
+
+    def finished(self, work: Work, rows: VideoRows) -> None:
+        b = self.batch
+        b.videos.append(rows.video)
+        b.sources.append(source_row(work.entry, work.video_id, OK))
+        b.frames.append(rows.frames)
+        b.clips.append(rows.clips)
+        b.video_vectors.append(rows.video_vector)
+        if work.replaces:
+            b.replaced.append(work.replaces)
+        self.report.ok += 1
+        self.report.frames += rows.frames.num_rows
+        self.report.clips += rows.n_clips
+        self._tick()
+
+    # -- writing ------------------------------------------------------------------------------------
+    def flush(self, force: bool = False) -> None:
+        b = self.batch
+        if len(b) and (force or len(b.videos) >= self.policy.max_videos or b.n_rows >= self.policy.max_frames):
+            self.store.commit(b)
+            self.batch = Batch.empty()
+
+    def close(self) -> IngestReport:
+        self.flush(force=True)
+        self.bar.close()
+        self.report.seconds = round(time.perf_counter() - self.started, 3)
+        return self.report
+
+    def _tick(self) -> None:
+        self.bar.update(1)
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        r = self.report
+        self.bar.set_postfix_str(f"ok={r.ok} failed={r.failed} {r.frames / elapsed:.1f} frames/s", refresh=False)
+        self.flush()
+
+
+def _progress(enabled: bool, total: int | None):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="video", disable=not enabled or not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True)
