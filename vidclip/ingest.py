@@ -76,34 +76,64 @@ class Failure:
     replaces: str | None = None
 
 
+Hasher = Callable[[list[str]], "dict[str, str]"]  # uris -> content id, or "!" + error for unreadable files
+
+
+def hash_files(uris: list[str]) -> dict[str, str]:
+    """Content ids of files, sequentially; an unreadable file maps to "!<reason>"."""
+    out = {}
+    for uri in uris:
+        try:
+            out[uri] = content_id(uri)
+        except OSError as exc:
+            out[uri] = f"!cannot read file ({exc.strerror or exc})"
+    return out
+
+
 def triage(
-    entries: Iterable[Entry], sources: dict[str, dict], status: dict[str, str], retry_failed: bool = False
+    entries: Iterable[Entry],
+    sources: dict[str, dict],
+    status: dict[str, str],
+    retry_failed: bool = False,
+    hasher: Hasher = hash_files,
+    hash_batch: int = 64,
 ) -> Iterator[Work | Skip | Failure]:
-    """Decide what each entry needs.  An unchanged file (same uri, size, mtime) is not even hashed."""
-    claimed: dict[str, str] = {}  # video_id -> uri of the first entry of this run that holds it
+    """Decide what each entry needs.  An unchanged file (same uri, size, mtime) is not even hashed;
+    the others are hashed `hash_batch` at a time by `hasher` (sequential here, parallel on Ray)."""
+    claimed: set[str] = set()  # video_ids claimed by an earlier entry of this run
+    pending: list[tuple[Entry, dict | None]] = []
+
+    def resolve() -> Iterator[Work | Skip | Failure]:
+        ids = hasher([entry.uri for entry, _ in pending])
+        for entry, known in pending:
+            vid = ids[entry.uri]
+            if vid.startswith("!"):
+                fid = uri_id(entry.uri)
+                old = known["video_id"] if known and known["video_id"] != fid else None
+                yield Failure(entry, fid, vid[1:], old)
+                continue
+            old = known["video_id"] if known and known["video_id"] != vid else None
+            source = {"uri": entry.uri, "video_id": vid, "size": entry.size, "mtime_ns": entry.mtime_ns}
+            state = status.get(vid)
+            if state == OK or (state == FAILED and not retry_failed) or vid in claimed:
+                yield Skip(entry, vid, dict(source, status=state or "duplicate"), old)
+                continue
+            claimed.add(vid)
+            yield Work(entry, vid, old)
+        pending.clear()
+
     for entry in entries:
         known = sources.get(entry.uri)
         if known and known["size"] == entry.size and known["mtime_ns"] == entry.mtime_ns:
-            vid = known["video_id"]
-            state = status.get(vid)
+            state = status.get(known["video_id"])
             if state == OK or (state == FAILED and not retry_failed):
-                yield Skip(entry, vid, None)
+                yield Skip(entry, known["video_id"], None)
                 continue
-        try:
-            vid = content_id(entry.uri)
-        except OSError as exc:
-            vid = uri_id(entry.uri)
-            old = known["video_id"] if known and known["video_id"] != vid else None
-            yield Failure(entry, vid, f"cannot read file ({exc.strerror or exc})", old)
-            continue
-        old = known["video_id"] if known and known["video_id"] != vid else None
-        source = {"uri": entry.uri, "video_id": vid, "size": entry.size, "mtime_ns": entry.mtime_ns}
-        state = status.get(vid)
-        if state == OK or (state == FAILED and not retry_failed) or vid in claimed:
-            yield Skip(entry, vid, dict(source, status=state or "duplicate"), old)
-            continue
-        claimed[vid] = entry.uri
-        yield Work(entry, vid, old)
+        pending.append((entry, known))
+        if len(pending) >= hash_batch:
+            yield from resolve()
+    if pending:
+        yield from resolve()
 
 
 # -- read -------------------------------------------------------------------------------------------
