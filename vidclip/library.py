@@ -128,9 +128,13 @@ class Library:
         batch_size: int | None = None,
         retry_failed: bool = False,
         progress: bool = True,
+        ray: "JobOptions | bool" = False,
     ) -> IngestReport:
         """Ingest files and folders (recursively).  Files already in the store are skipped; files
-        that cannot be decoded are recorded as failed with their reason, never fatal."""
+        that cannot be decoded are recorded as failed with their reason, never fatal.
+
+        ray: False runs the in-process loop; True or a `pipelines.options.JobOptions` runs the
+        Ray Data job (a local Ray is started on demand unless the options name an address)."""
         from vidclip.manifest import list_inputs
         from vidclip.runner import run_in_process
 
@@ -146,11 +150,21 @@ class Library:
             encoder.batch_size = int(batch_size)
         spec, aggregator = self._temporal()
         self.store.check_settings(settings)
-        report = run_in_process(
+        if ray:
+            from pipelines.ingest_job import run_on_ray
+            from pipelines.options import JobOptions
+            from vidclip.geometry import FrameGeometry
+
+            options = ray if isinstance(ray, JobOptions) else JobOptions(batch_size=encoder.batch_size)
+            return run_on_ray(
+                self.store, entries, self.model_config, encoder.dim, FrameGeometry.of_model(encoder.model),
+                aggregator, spec["name"], sampling, decode, options,
+                retry_failed=retry_failed, progress=progress, total=len(entries),
+            )
+        return run_in_process(
             self.store, entries, encoder, aggregator, spec["name"], sampling, decode,
             retry_failed=retry_failed, progress=progress, total=len(entries),
         )
-        return report
 
     def _sampling(self, requested: SamplingConfig | None) -> SamplingConfig:
         recorded = self.store.meta.get("sampling")

@@ -1,0 +1,168 @@
+"""The ingestion job on Ray Data.
+
+    work rows --flat_map(decode_rows, CPU tasks, `decode_workers` at once)--> frame rows
+              --map_batches(EncodeActor, `batch_size` frames across videos, GPU or CPU actors)-->
+              vector rows --> this driver: assemble per video, aggregate, single committer -> LanceDB
+
+The driver is the single committer, so LanceDB sees bulk writes from one writer.  Ray retries a
+decode task whose worker died and restarts a dead encoder actor; rows a retried task delivers
+twice are dropped here by (video_id, position), and a video already finished ignores late rows,
+so the committed row set is exact.  Every work item ends ok or failed: one the pipeline never
+answered for is recorded as failed, never lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+from vidclip.committer import CommitPolicy, Committer
+from vidclip.config import DecodeConfig, ModelConfig, SamplingConfig
+from vidclip.errors import MediaError
+from vidclip.geometry import FrameGeometry
+from vidclip.ingest import Failure, IngestReport, Skip, Work, finish_video, triage
+from vidclip.store import Store
+
+from pipelines.cluster import ray_session
+from pipelines.options import JobOptions
+from pipelines.stages import END, ERROR, FRAME, EncodeActor, decode_rows, hash_chunk
+
+log = logging.getLogger("vidclip")
+
+
+@dataclass
+class _Pending:
+    work: Work
+    vectors: dict = field(default_factory=dict)  # plan position -> (D,) float32
+    facts: object = None
+    done: dict | None = None
+
+
+def run_on_ray(
+    store: Store,
+    entries: Iterable,
+    model: ModelConfig,
+    dim: int,
+    geometry: FrameGeometry,
+    aggregator,
+    temporal_name: str,
+    sampling: SamplingConfig,
+    decode: DecodeConfig,
+    options: JobOptions,
+    retry_failed: bool = False,
+    commit: CommitPolicy = CommitPolicy(),
+    progress: bool = True,
+    total: int | None = None,
+) -> IngestReport:
+    repaired = store.repair()
+    if repaired:
+        log.info("repaired %d video(s) left half-written by an interrupted ingest", repaired)
+    store.ensure_vector_tables(dim)
+    committer = Committer(store, commit, progress, total)
+    with ray_session(options) as ray:
+        hasher = _ray_hasher(ray)
+        work: dict[str, Work] = {}
+        for item in triage(entries, store.sources(), store.video_status(), retry_failed, hasher, options.hash_batch):
+            if isinstance(item, Skip):
+                committer.skipped(item)
+            elif isinstance(item, Failure):
+                committer.failed(item, item.error)
+            else:
+                work[item.video_id] = item
+        if work:
+            _run_pipeline(ray, work, model, geometry, aggregator, temporal_name, sampling, decode, options, committer)
+    return committer.close()
+
+
+def _run_pipeline(ray, work, model, geometry, aggregator, temporal_name, sampling, decode, options, committer) -> None:
+    import ray.data
+
+    resources = ray.cluster_resources()
+    gpus = float(resources.get("GPU", 0))
+    cpus = float(resources.get("CPU", 1))
+    decode_workers = options.resolved_decode_workers(cpus)
+    actors = options.resolved_encode_actors(gpus)
+    rows = [{"video_id": w.video_id, "uri": w.entry.uri} for w in work.values()]
+    ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+    ds = ds.flat_map(
+        decode_rows,
+        fn_kwargs={"sampling": sampling, "decode": decode, "geometry": geometry},
+        num_cpus=1,
+        concurrency=decode_workers,
+        max_retries=4,
+        retry_exceptions=False,
+    )
+    ds = ds.map_batches(
+        EncodeActor,
+        fn_constructor_kwargs={"model": model, "batch_size": options.batch_size},
+        batch_size=options.batch_size,
+        batch_format="numpy",
+        concurrency=actors,
+        num_gpus=1 if gpus >= 1 else 0,
+        num_cpus=1 if gpus < 1 else 0.5,
+        max_restarts=-1,
+        max_task_retries=-1,
+    )
+    log.info("ray: %d video(s), %d decode worker(s), %d encoder actor(s) on %s", len(rows), decode_workers, actors, "GPU" if gpus >= 1 else "CPU")
+    pending: dict[str, _Pending] = {}
+    finished: set[str] = set()
+
+    def complete(vid: str) -> None:
+        p = pending[vid]
+        if p.done is None or len(p.vectors) < p.done["delivered"]:
+            return
+        del pending[vid]
+        finished.add(vid)
+        facts = p.facts
+        k = len(facts.plan.frame_index)
+        vectors = np.zeros((k, len(next(iter(p.vectors.values()))) if p.vectors else 1), np.float32)  # (K, D)
+        have = np.zeros(k, bool)  # (K,)
+        for pos, vec in p.vectors.items():
+            vectors[pos] = vec
+            have[pos] = True
+        try:
+            rows = finish_video(p.work, facts, vectors, have, aggregator, temporal_name, sampling.max_frames, p.done["decoder"], p.done["note"])
+        except MediaError as exc:
+            committer.failed(p.work, exc.reason)
+            return
+        committer.finished(p.work, rows)
+
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for vid, kind, pos, vec, meta in zip(batch["video_id"], batch["kind"], batch["position"], batch["vector"], batch["meta"]):
+            vid = str(vid)
+            if vid in finished:
+                continue  # a retried task delivering rows of a video already committed
+            p = pending.setdefault(vid, _Pending(work[vid]))
+            if kind == FRAME:
+                p.vectors[int(pos)] = np.frombuffer(vec, np.float32)
+            elif kind == END:
+                p.facts, p.done = pickle.loads(meta)
+                p.done = dict(p.done, delivered=len(p.facts.plan.frame_index) - p.done["missing"])
+            elif kind == ERROR:
+                del pending[vid]
+                finished.add(vid)
+                committer.failed(p.work, bytes(meta).decode())
+                continue
+            complete(vid)
+    for vid, item in work.items():
+        if vid not in finished:
+            committer.failed(item, "no result from the Ray pipeline (worker lost)")
+
+
+def _ray_hasher(ray):
+    """Hash files in parallel Ray tasks, a chunk of uris per task."""
+    remote = ray.remote(num_cpus=1, max_retries=4)(hash_chunk)
+
+    def hasher(uris: list[str]) -> dict[str, str]:
+        step = max(1, len(uris) // 8)
+        refs = [remote.remote(uris[i : i + step]) for i in range(0, len(uris), step)]
+        out: dict[str, str] = {}
+        for part in ray.get(refs):
+            out.update(part)
+        return out
+
+    return hasher
