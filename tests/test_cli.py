@@ -34,7 +34,7 @@ def assert_one_line_error(proc, *needles):
 @pytest.fixture
 def db(tmp_path, videos, cli_env):
     db = tmp_path / "db"
-    proc = run(["ingest", str(videos), "--db", str(db), *TINY_ARGS, "--fps", "2", "--clip-seconds", "2", "--json"], cli_env)
+    proc = run(["ingest", str(videos), "--db", str(db), *TINY_ARGS, "--fps", "2", "--clip-seconds", "2", "--local", "--json"], cli_env)
     return db, json.loads(proc.stdout), videos
 
 
@@ -48,7 +48,7 @@ def test_ingest_json_contract(db):
 
 def test_ingest_records_bad_files_and_still_exits_zero(tmp_path, cli_env, videos):
     (videos / "broken.mp4").write_text("this is not a video")
-    proc = run(["ingest", str(videos), "--db", str(tmp_path / "db2"), *TINY_ARGS, "--json"], cli_env)
+    proc = run(["ingest", str(videos), "--db", str(tmp_path / "db2"), *TINY_ARGS, "--local", "--json"], cli_env)
     report = json.loads(proc.stdout)
     assert report["failed"] == 1 and report["ok"] == len(LIBRARY_SPECS)
     assert report["failures"][0]["uri"].endswith("broken.mp4")
@@ -58,7 +58,7 @@ def test_ingest_records_bad_files_and_still_exits_zero(tmp_path, cli_env, videos
 def test_search_and_status_from_other_processes(db, cli_env, tmp_path):
     db, report, videos = db
     # the second ingest (another process) adds nothing
-    again = json.loads(run(["ingest", str(videos), "--db", str(db), "--json"], cli_env).stdout)
+    again = json.loads(run(["ingest", str(videos), "--db", str(db), "--local", "--json"], cli_env).stdout)
     assert (again["ok"], again["skipped"]) == (0, len(LIBRARY_SPECS))
     # image query: a frame from second 3 of the 320x240 video (another process rebuilds the seeded model)
     from PIL import Image
@@ -81,9 +81,9 @@ def test_search_and_status_from_other_processes(db, cli_env, tmp_path):
 
 def test_model_mismatch_is_refused(db, cli_env):
     db, _, videos = db
-    proc = run(["ingest", str(videos), "--db", str(db), "--model", "ViT-B-32"], cli_env, check=False)
+    proc = run(["ingest", str(videos), "--db", str(db), "--model", "ViT-B-32", "--local"], cli_env, check=False)
     assert_one_line_error(proc, "different model")
-    proc = run(["ingest", str(videos), "--db", str(db), "--fps", "4"], cli_env, check=False)
+    proc = run(["ingest", str(videos), "--db", str(db), "--fps", "4", "--local"], cli_env, check=False)
     assert_one_line_error(proc, "different sampling")
 
 
@@ -113,6 +113,6 @@ def test_user_mistakes_get_one_line_and_nonzero_exit(tmp_path, cli_env, args, ne
 
 def test_offline_pretrained_tag_fails_with_hint(tmp_path, cli_env, videos):
     env = dict(cli_env, HF_HOME=str(tmp_path / "hf"), HF_HUB_CACHE=str(tmp_path / "hf" / "hub"))
-    proc = run(["ingest", str(videos), "--db", str(tmp_path / "db"), "--model", "ViT-B-32", "--pretrained", "laion2b_s34b_b79k"], env, check=False)
+    proc = run(["ingest", str(videos), "--db", str(tmp_path / "db"), "--model", "ViT-B-32", "--pretrained", "laion2b_s34b_b79k", "--local"], env, check=False)
     assert_one_line_error(proc, "--pretrained")
     assert not (tmp_path / "db" / "clips.lance").exists()

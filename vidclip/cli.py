@@ -67,7 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="kill a video's decoder after this many seconds without progress (default 120)")
     p.add_argument("--max-pixels", type=_positive_int, default=7680 * 4320,
                    help="refuse videos whose declared resolution exceeds this many pixels (default 8K)")
+    p.add_argument("--local", action="store_true", help="run in this process instead of on Ray (debugging)")
+    p.add_argument("--ray-address", help="join an existing Ray cluster (default: start a local one, loopback only)")
+    p.add_argument("--decode-workers", type=_positive_int, help="concurrent decode tasks on Ray (default: CPUs - 1)")
+    p.add_argument("--encode-actors", type=_positive_int, help="encoder actors on Ray (default: one per GPU, else 1)")
+    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="LanceDB storage option for an object-store --db (repeatable)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
+    p = sub.add_parser("prune", help="forget files that no longer exist and delete their videos")
+    p.add_argument("--db", required=True)
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("search", help="search a store by text or image")
     p.add_argument("query", nargs="?", help="text query (omit with --image)")
@@ -126,11 +136,22 @@ def _configure_logging(verbose: bool) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+def _storage_options(pairs: list[str]) -> dict | None:
+    options = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--storage-option expects KEY=VALUE, got {pair!r}")
+        options[key] = value
+    return options or None
+
+
 def _open(args, create: bool):
     import vidclip
 
     return vidclip.open(
         args.db,
+        storage_options=_storage_options(getattr(args, "storage_option", [])),
         model=getattr(args, "model", None),
         pretrained=getattr(args, "pretrained", None),
         model_config=getattr(args, "model_config", None),
@@ -152,9 +173,17 @@ def cmd_ingest(args) -> int:
         recorded = lib.store.meta.get("sampling") or {}
         sampling = SamplingConfig(**{**recorded, **given})
     decode = DecodeConfig(timeout_s=args.decode_timeout, max_pixels=args.max_pixels)
+    ray = False
+    if not args.local:
+        from pipelines.options import JobOptions
+
+        ray = JobOptions(
+            ray_address=args.ray_address, decode_workers=args.decode_workers,
+            encode_actors=args.encode_actors, batch_size=args.batch_size,
+        )
     report = lib.ingest(
         args.paths, sampling, decode=decode, batch_size=args.batch_size, retry_failed=args.retry_failed,
-        progress=not args.json,
+        progress=not args.json, ray=ray,
     )
     if args.json:
         print(json.dumps(report.to_dict()))
@@ -213,13 +242,23 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_prune(args) -> int:
+    lib = _open(args, create=False)
+    result = lib.store.prune()
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"removed {result['removed_uris']} missing file(s) and {result['removed_videos']} video(s)")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from vidclip.demo import run_demo
 
     return run_demo(args.dir, as_json=args.json)
 
 
-COMMANDS = {"ingest": cmd_ingest, "search": cmd_search, "status": cmd_status, "demo": cmd_demo}
+COMMANDS = {"ingest": cmd_ingest, "search": cmd_search, "status": cmd_status, "prune": cmd_prune, "demo": cmd_demo}
 
 
 if __name__ == "__main__":

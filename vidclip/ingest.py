@@ -260,6 +260,7 @@ def finish_video(
         "n_frames": int(len(kept)),
         "n_clips": n,
         "ingested_at": datetime.now(timezone.utc),
+        "metadata": work.entry.metadata,
     }
     return VideoRows(video=video, frames=frames, clips=clips, video_vector=video_vector)
 
@@ -290,6 +291,7 @@ def failed_row(video_id: str, entry: Entry, error: str) -> dict:
         "n_frames": 0,
         "n_clips": 0,
         "ingested_at": datetime.now(timezone.utc),
+        "metadata": entry.metadata,
     }
 
 

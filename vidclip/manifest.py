@@ -15,13 +15,18 @@ VIDEO_EXTENSIONS = frozenset(
 HASH_CHUNK = 1 << 20
 
 
+MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".ndjson", ".parquet")
+
+
 @dataclass(frozen=True)
 class Entry:
-    """One input file as listed: where it is and what it looked like then."""
+    """One input file as listed: where it is, what it looked like then, and the user's metadata
+    for it (a JSON object string, from a manifest's extra columns)."""
 
     uri: str
     size: int
     mtime_ns: int
+    metadata: str | None = None
 
 
 def list_inputs(paths: list[str], extensions: frozenset[str] = VIDEO_EXTENSIONS) -> Iterator[Entry]:
@@ -37,8 +42,13 @@ def list_inputs(paths: list[str], extensions: frozenset[str] = VIDEO_EXTENSIONS)
             raise InputError(f"{raw}: folder contains no video files ({', '.join(sorted(extensions)[:6])}, ...)")
     seen: set[str] = set()
     for raw in paths:
-        files = _walk(raw, extensions) if os.path.isdir(raw) else iter([raw])
-        for path in files:
+        if os.path.isdir(raw):
+            files = ((p, None) for p in _walk(raw, extensions))
+        elif raw.lower().endswith(MANIFEST_EXTENSIONS):
+            files = read_manifest(raw)
+        else:
+            files = iter([(raw, None)])
+        for path, metadata in files:
             uri = os.path.abspath(path)
             if uri in seen:
                 continue
@@ -46,9 +56,52 @@ def list_inputs(paths: list[str], extensions: frozenset[str] = VIDEO_EXTENSIONS)
             try:
                 st = os.stat(uri)
             except OSError:
-                yield Entry(uri=uri, size=-1, mtime_ns=-1)  # vanished: the ingest records the failure
+                yield Entry(uri, -1, -1, metadata)  # missing or vanished: the ingest records the failure
                 continue
-            yield Entry(uri=uri, size=int(st.st_size), mtime_ns=int(st.st_mtime_ns))
+            yield Entry(uri, int(st.st_size), int(st.st_mtime_ns), metadata)
+
+
+def read_manifest(path: str) -> Iterator[tuple[str, str | None]]:
+    """(path, metadata JSON) per row of a CSV / JSONL / Parquet manifest with a `uri` column.
+    Relative uris are relative to the manifest's folder; other columns become the metadata."""
+    import json
+
+    import pyarrow as pa
+
+    try:
+        table = _read_table(path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise InputError(f"{path}: unreadable manifest ({' '.join(str(exc).split())[:200]})") from None
+    if "uri" not in table.column_names:
+        raise InputError(f"{path}: manifest has no 'uri' column (columns: {', '.join(table.column_names)})")
+    if table.num_rows == 0:
+        raise InputError(f"{path}: manifest has no rows")
+    base = os.path.dirname(os.path.abspath(path))
+    extra = [c for c in table.column_names if c != "uri"]
+    for row in table.to_pylist():
+        uri = row["uri"]
+        if not uri:
+            raise InputError(f"{path}: a row has an empty uri")
+        if "://" in str(uri) and not str(uri).startswith("file://"):
+            raise InputError(f"{path}: {uri}: only local paths can be decoded (mount or copy object-store files first)")
+        local = str(uri).removeprefix("file://")
+        meta = {c: row[c] for c in extra if row[c] is not None}
+        yield os.path.join(base, local), (json.dumps(meta, default=str, sort_keys=True) if meta else None)
+
+
+def _read_table(path: str):
+    lower = path.lower()
+    if lower.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path)
+    if lower.endswith(".csv"):
+        import pyarrow.csv as pcsv
+
+        return pcsv.read_csv(path)
+    import pyarrow.json as pjson
+
+    return pjson.read_json(path)
 
 
 def _walk(root: str, extensions: frozenset[str]) -> Iterator[str]:

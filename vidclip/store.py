@@ -51,6 +51,7 @@ VIDEO_SCHEMA = pa.schema(
         pa.field("n_frames", pa.int32()),
         pa.field("n_clips", pa.int32()),
         pa.field("ingested_at", pa.timestamp("us", tz="UTC")),
+        pa.field("metadata", pa.string()),  # user metadata from a manifest, a JSON object
     ]
 )
 SOURCE_SCHEMA = pa.schema(
@@ -279,6 +280,9 @@ class Store:
             self._upsert("sources", "uri", batch.sources, SOURCE_SCHEMA)
         if batch.replaced:
             self.drop_unreferenced(batch.replaced)
+        relinks = [s["video_id"] for s in batch.sources if s.get("status") == OK and s["video_id"] not in {v["video_id"] for v in batch.videos}]
+        if relinks:
+            self.relink(relinks)
 
     def drop_unreferenced(self, video_ids: Iterable[str]) -> list[str]:
         """Delete videos no source uri points to any more (their file changed or vanished)."""
@@ -291,6 +295,32 @@ class Store:
         gone = [v for v in ids if v not in referenced]
         self.delete_videos(gone)
         return gone
+
+    def prune(self) -> dict:
+        """Forget uris whose local file is gone, then delete videos no uri points to."""
+        gone = [u for u in self.sources() if "://" not in u and not os.path.exists(u)]
+        ids = set()
+        for lo in range(0, len(gone), 1000):
+            part = gone[lo : lo + 1000]
+            ids |= set(self._column_values("sources", "video_id", sql_in("uri", part)))
+            self.table("sources").delete(sql_in("uri", part))
+        dropped = set(self.drop_unreferenced(ids))
+        self.relink([v for v in ids if v not in dropped])
+        return {"removed_uris": len(gone), "removed_videos": len(dropped)}
+
+    def relink(self, video_ids: Iterable[str]) -> None:
+        """Point videos.uri at a file that still exists when the recorded one is gone (a rename)."""
+        ids = sorted(set(video_ids))
+        if not ids:
+            return
+        current = self.videos_by_id(ids, status=None)
+        uris = self.table("sources").search().where(sql_in("video_id", ids)).select(["uri", "video_id"]).limit(None).to_arrow().to_pylist()
+        for vid, row in current.items():
+            if row["uri"] and ("://" in row["uri"] or os.path.exists(row["uri"])):
+                continue
+            alive = sorted(s["uri"] for s in uris if s["video_id"] == vid and os.path.exists(s["uri"]))
+            if alive:
+                self.table("videos").update(where=f"video_id = {sql_str(vid)}", values={"uri": alive[0]})
 
     def delete_videos(self, video_ids: list[str]) -> None:
         """Hide the videos first (status pending: invisible to search, and finished by repair()
