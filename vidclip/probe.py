@@ -50,9 +50,25 @@ class Probe:
 STILL_IMAGE_FORMATS = ("image2", "_pipe", "gif", "apng", "webp")
 
 
+def quiet_native_logs() -> None:
+    """ffmpeg (inside PyAV and inside decord) prints to stderr on every damaged file; vidclip
+    reports the reason per video instead, so keep their own logs to fatal errors."""
+    import av
+
+    av.logging.set_level(av.logging.FATAL)
+    try:
+        import decord
+
+        decord.logging.set_level(decord.logging.QUIET)
+    except ImportError:
+        pass
+
+
 def probe(path: str, max_pixels: int) -> Probe:
     """Read container facts and every frame's presentation time, or raise ProbeError naming the reason."""
     import av
+
+    quiet_native_logs()
 
     uri = str(path)
     try:
