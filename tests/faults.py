@@ -19,6 +19,8 @@ def decode_job(path, sampling, decode, geometry):
         ctypes.string_at(0)  # a real segmentation fault in native code
     if "abort" in name:
         os.abort()  # a native library calling abort()
+    if "slow" in name:
+        time.sleep(float(os.environ.get("VIDCLIP_TEST_SLOW_S", "0.5")))  # a slow decode: keeps a job busy
     if "midway" in name:
         for i, message in enumerate(real_decode_job(path, sampling, decode, geometry)):
             if i == 2:  # after the facts and one chunk of frames

@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="kill a video's decoder after this many seconds without progress (default 120)")
     p.add_argument("--max-pixels", type=_positive_int, default=7680 * 4320,
                    help="refuse videos whose declared resolution exceeds this many pixels (default 8K)")
+    p.add_argument("--commit-videos", type=_positive_int, default=64,
+                   help="videos per bulk commit to the store (default 64)")
     p.add_argument("--local", action="store_true", help="run in this process instead of on Ray (debugging)")
     p.add_argument("--ray-address", help="join an existing Ray cluster (default: start a local one, loopback only)")
     p.add_argument("--decode-workers", type=_positive_int, help="concurrent decode tasks on Ray (default: CPUs - 1)")
@@ -181,9 +183,11 @@ def cmd_ingest(args) -> int:
             ray_address=args.ray_address, decode_workers=args.decode_workers,
             encode_actors=args.encode_actors, batch_size=args.batch_size,
         )
+    from vidclip.committer import CommitPolicy
+
     report = lib.ingest(
         args.paths, sampling, decode=decode, batch_size=args.batch_size, retry_failed=args.retry_failed,
-        progress=not args.json, ray=ray,
+        progress=not args.json, ray=ray, commit=CommitPolicy(max_videos=args.commit_videos),
     )
     if args.json:
         print(json.dumps(report.to_dict()))

@@ -129,15 +129,18 @@ class Library:
         retry_failed: bool = False,
         progress: bool = True,
         ray: "JobOptions | bool" = False,
+        commit: "CommitPolicy | None" = None,
     ) -> IngestReport:
         """Ingest files and folders (recursively).  Files already in the store are skipped; files
         that cannot be decoded are recorded as failed with their reason, never fatal.
 
         ray: False runs the in-process loop; True or a `pipelines.options.JobOptions` runs the
         Ray Data job (a local Ray is started on demand unless the options name an address)."""
+        from vidclip.committer import CommitPolicy
         from vidclip.manifest import list_inputs
         from vidclip.runner import run_in_process
 
+        commit = commit or CommitPolicy()
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         entries = list(list_inputs([str(p) for p in paths]))
@@ -159,11 +162,11 @@ class Library:
             return run_on_ray(
                 self.store, entries, self.model_config, encoder.dim, FrameGeometry.of_model(encoder.model),
                 aggregator, spec["name"], sampling, decode, options,
-                retry_failed=retry_failed, progress=progress, total=len(entries),
+                retry_failed=retry_failed, commit=commit, progress=progress, total=len(entries),
             )
         return run_in_process(
             self.store, entries, encoder, aggregator, spec["name"], sampling, decode,
-            retry_failed=retry_failed, progress=progress, total=len(entries),
+            retry_failed=retry_failed, commit=commit, progress=progress, total=len(entries),
         )
 
     def _sampling(self, requested: SamplingConfig | None) -> SamplingConfig:
