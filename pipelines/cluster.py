@@ -19,10 +19,36 @@ class ClusterError(VidclipError):
     """Ray could not be started or joined."""
 
 
+def _import_ray_for_loopback():
+    """Import ray so that a local cluster binds every socket to 127.0.0.1.
+
+    Ray only keeps a local node on loopback when it believes it runs on a desktop OS; the switch is
+    this environment variable, read when ray is imported.  If ray was imported earlier, the same
+    constant is set on the module."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+    from ray._private import ray_constants
+
+    if getattr(ray_constants, "ENABLE_RAY_CLUSTER", False):
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    return ray
+
+
 @contextlib.contextmanager
 def ray_session(options: JobOptions):
-    import ray
+    """Ray for the duration of a job.  Ray's own messages (e.g. "(raylet) A worker died ...") are
+    printed on stdout by a background thread; stdout is pointed at stderr meanwhile, so a
+    `--json` report on stdout stays clean."""
+    import sys
 
+    ray = _import_ray_for_loopback() if not options.ray_address else __import__("ray")
+    with contextlib.redirect_stdout(sys.stderr):
+        with _session(ray, options):
+            yield ray
+
+
+@contextlib.contextmanager
+def _session(ray, options: JobOptions):
     started_here = False
     if not ray.is_initialized():
         kwargs = dict(
@@ -40,7 +66,6 @@ def ray_session(options: JobOptions):
             else:
                 ray.init(
                     address="local",
-                    _node_ip_address="127.0.0.1",
                     object_store_memory=options.object_store_bytes or default_object_store_bytes(),
                     runtime_env=env,
                     **kwargs,
@@ -63,7 +88,9 @@ def _quiet_ray_data() -> None:
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
-    if hasattr(ctx, "enable_operator_progress_bars"):
-        ctx.enable_operator_progress_bars = False
+    ctx.execution_options.verbose_progress = False
+    # Small blocks: a decode task's frames stream to the encoders while it still runs, so a long
+    # video never sits whole in the object store.
+    ctx.target_max_block_size = 8 << 20
     for name in ("ray", "ray.data", "ray._private"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.ERROR)

@@ -84,28 +84,27 @@ def _run_pipeline(ray, work, model, geometry, aggregator, temporal_name, samplin
     resources = ray.cluster_resources()
     gpus = float(resources.get("GPU", 0))
     cpus = float(resources.get("CPU", 1))
-    decode_workers = options.resolved_decode_workers(cpus)
     actors = options.resolved_encode_actors(gpus)
+    decode_workers = options.resolved_decode_workers(cpus, 0.0 if gpus >= 1 else float(actors))
     rows = [{"video_id": w.video_id, "uri": w.entry.uri} for w in work.values()]
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+    # Ray's defaults already retry a task whose worker died and restart a dead actor (retrying its
+    # batch); our own errors are never raised out of the stages, they travel as "error" rows.
     ds = ds.flat_map(
         decode_rows,
         fn_kwargs={"sampling": sampling, "decode": decode, "geometry": geometry},
+        compute=ray.data.TaskPoolStrategy(size=decode_workers),
         num_cpus=1,
-        concurrency=decode_workers,
-        max_retries=4,
-        retry_exceptions=False,
     )
+    # A GPU actor takes no CPU slot, or it can starve the decode tasks of theirs.
+    placement = {"num_gpus": 1, "num_cpus": 0} if gpus >= 1 else {"num_cpus": 1}
     ds = ds.map_batches(
         EncodeActor,
         fn_constructor_kwargs={"model": model, "batch_size": options.batch_size},
         batch_size=options.batch_size,
         batch_format="numpy",
-        concurrency=actors,
-        num_gpus=1 if gpus >= 1 else 0,
-        num_cpus=1 if gpus < 1 else 0.5,
-        max_restarts=-1,
-        max_task_retries=-1,
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        **placement,
     )
     log.info("ray: %d video(s), %d decode worker(s), %d encoder actor(s) on %s", len(rows), decode_workers, actors, "GPU" if gpus >= 1 else "CPU")
     pending: dict[str, _Pending] = {}
@@ -155,7 +154,7 @@ def _run_pipeline(ray, work, model, geometry, aggregator, temporal_name, samplin
 
 def _ray_hasher(ray):
     """Hash files in parallel Ray tasks, a chunk of uris per task."""
-    remote = ray.remote(num_cpus=1, max_retries=4)(hash_chunk)
+    remote = ray.remote(num_cpus=1)(hash_chunk)
 
     def hasher(uris: list[str]) -> dict[str, str]:
         step = max(1, len(uris) // 8)

@@ -24,10 +24,10 @@ class JobOptions:
     object_store_bytes: int | None = None
     hash_batch: int = 64
 
-    def resolved_decode_workers(self, cluster_cpus: float) -> int:
-        if self.decode_workers:
-            return self.decode_workers
-        return max(1, int(cluster_cpus) - 1)
+    def resolved_decode_workers(self, cluster_cpus: float, encoder_cpus: float = 0.0) -> int:
+        """Decode tasks never take the CPUs the encoder actors hold (that would deadlock)."""
+        free = max(1, int(cluster_cpus - encoder_cpus))
+        return min(self.decode_workers, free) if self.decode_workers else free
 
     def resolved_encode_actors(self, cluster_gpus: float) -> int:
         if self.encode_actors:

@@ -205,9 +205,8 @@ def finish_video(
         raise MediaError(work.entry.uri, "no sampled frame could be decoded")
     video_cap = None if getattr(aggregator, "max_positions", None) is None else max_frames
     video_pos = kept if video_cap is None else kept[select_for_clip(len(kept), video_cap)]
-    groups = [r[3] for r in clip_rows] + [video_pos]
-    pooled = aggregate(aggregator, vectors, groups)  # (C + 1, D)
-    clip_vecs, video_vec = pooled[:-1], pooled[-1:]
+    clip_vecs = aggregate(aggregator, vectors, [r[3] for r in clip_rows])  # (C, D)
+    video_vec = aggregate(aggregator, vectors, [video_pos])  # (1, D): padded apart from the short clips
     n = len(clip_rows)
     clips = pa.Table.from_arrays(
         [
@@ -265,20 +264,24 @@ def finish_video(
     return VideoRows(video=video, frames=frames, clips=clips, video_vector=video_vector)
 
 
-def aggregate(aggregator, vectors: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
-    """Run the temporal module once over padded groups of frame vectors -> (G, D) normalised."""
+def aggregate(aggregator, vectors: np.ndarray, groups: list[np.ndarray], chunk: int = 256) -> np.ndarray:
+    """Run the temporal module over padded groups of frame vectors -> (G, D) normalised,
+    `chunk` groups per call so the padded tensor stays small however many clips a video has."""
     import torch
 
     dim = vectors.shape[1]
-    t_max = max(len(g) for g in groups)
-    frames = torch.zeros(len(groups), t_max, dim)  # (G, T, D); padding is masked out, never used
-    mask = torch.zeros(len(groups), t_max, dtype=torch.bool)  # (G, T) True = valid
-    for i, g in enumerate(groups):
-        frames[i, : len(g)] = torch.from_numpy(vectors[g])
-        mask[i, : len(g)] = True
-    with torch.inference_mode():
-        out = aggregator(frames, mask)  # (G, D)
-    return out.float().cpu().numpy()
+    out = []
+    for lo in range(0, len(groups), chunk):
+        part = groups[lo : lo + chunk]
+        t_max = max(len(g) for g in part)
+        frames = torch.zeros(len(part), t_max, dim)  # (G, T, D); padding is masked out, never used
+        mask = torch.zeros(len(part), t_max, dtype=torch.bool)  # (G, T) True = valid
+        for i, g in enumerate(part):
+            frames[i, : len(g)] = torch.from_numpy(vectors[g])
+            mask[i, : len(g)] = True
+        with torch.inference_mode():
+            out.append(aggregator(frames, mask).float().cpu().numpy())  # (G, D)
+    return np.concatenate(out)
 
 
 def failed_row(video_id: str, entry: Entry, error: str) -> dict:

@@ -1,0 +1,100 @@
+"""The Ray job: loopback-only local cluster, same results as the in-process path, clean --json."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from conftest import LIBRARY_SPECS, SAMPLING, TINY, TINY_CONFIG
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def listening_sockets() -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket in LISTEN state on this machine (from /proc)."""
+    out = set()
+    for path, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+        try:
+            lines = open(path).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] != "0A":  # LISTEN
+                continue
+            addr, port = fields[1].split(":")
+            out.add((_addr(addr, v6), int(port, 16)))
+    return out
+
+
+def _addr(hexaddr: str, v6: bool) -> str:
+    import ipaddress
+    import socket
+    import struct
+
+    raw = bytes.fromhex(hexaddr)
+    if not v6:
+        return socket.inet_ntoa(struct.pack("<I", int(hexaddr, 16)))
+    words = struct.unpack("<4I", raw)
+    return str(ipaddress.IPv6Address(struct.pack(">4I", *words)))
+
+
+def _is_loopback(addr: str) -> bool:
+    import ipaddress
+
+    ip = ipaddress.ip_address(addr)
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def test_local_ray_listens_on_loopback_only_and_matches_in_process(tmp_path, videos):
+    import vidclip
+    from pipelines.options import JobOptions
+
+    before = listening_sockets()
+    seen: set = set()
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            seen.update(listening_sockets())
+            stop.wait(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        lib = vidclip.open(tmp_path / "ray_db", model=TINY)
+        report = lib.ingest([videos], SAMPLING, progress=False, ray=JobOptions(batch_size=8))
+    finally:
+        stop.set()
+        watcher.join()
+    new = seen - before
+    assert new, "saw no Ray listener at all: the watcher is broken"
+    public = sorted(s for s in new if not _is_loopback(s[0]))
+    assert not public, f"Ray listened on non-loopback addresses: {public}"
+
+    local = vidclip.open(tmp_path / "local_db", model=TINY)
+    expected = local.ingest([videos], SAMPLING, progress=False)
+    assert (report.ok, report.frames, report.clips) == (expected.ok, expected.frames, expected.clips) == (
+        len(LIBRARY_SPECS), expected.frames, expected.clips)
+    import numpy as np
+
+    def clip_vectors(store):
+        t = store.table("clips").to_arrow().sort_by([("video_id", "ascending"), ("clip_id", "ascending")])
+        return np.stack(t.column("vector").to_numpy(zero_copy_only=False))
+
+    np.testing.assert_allclose(clip_vectors(lib.store), clip_vectors(local.store), atol=1e-5)
+
+
+def test_cli_default_runs_on_ray_with_clean_json(tmp_path, videos, cli_env):
+    args = ["--model", "vidclip-tiny", "--pretrained", "none", "--model-config", TINY_CONFIG, "--fps", "2", "--clip-seconds", "2"]
+    proc = subprocess.run([sys.executable, "-m", "vidclip", "ingest", str(videos), "--db", str(tmp_path / "db"), *args, "--json"],
+                          capture_output=True, text=True, env=cli_env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)  # stdout holds the JSON object and nothing else
+    assert report["ok"] == len(LIBRARY_SPECS) and report["failed"] == 0
