@@ -11,9 +11,13 @@ The child is reused across videos and restarted after a kill or a crash.
 from __future__ import annotations
 
 import importlib
-import multiprocessing as mp
+import os
 import signal
+import socket
+import subprocess
+import sys
 import traceback
+from multiprocessing.connection import Connection
 from typing import Callable, Iterator
 
 from vidclip.errors import DecodeError, MediaError
@@ -28,7 +32,12 @@ def resolve(entry_point: str) -> Callable:
     return getattr(importlib.import_module(module), name)
 
 
-def _child(conn, entry_point: str) -> None:
+def serve(fd: int, entry_point: str) -> None:
+    """The child's main loop: receive jobs on the socket `fd`, stream back their messages."""
+    from vidclip.probe import quiet_native_logs
+
+    quiet_native_logs()
+    conn = Connection(fd)
     job_fn = resolve(entry_point)
     while True:
         try:
@@ -69,21 +78,26 @@ class DecodeSandbox:
     def __init__(self, entry_point: str, timeout_s: float):
         self.entry_point = entry_point
         self.timeout_s = float(timeout_s)
-        self._ctx = mp.get_context("spawn")
         self._proc = None
         self._conn = None
 
     def _start(self) -> None:
-        parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(target=_child, args=(child, self.entry_point), daemon=True, name="vidclip-decode")
-        proc.start()
+        # A plain `python -c` child (not multiprocessing's spawn, which re-imports the caller's
+        # __main__: that breaks scripts read from stdin and re-runs unguarded user scripts).
+        parent, child = socket.socketpair()
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        code = "import sys; from vidclip.sandbox import serve; serve(int(sys.argv[1]), sys.argv[2])"
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(child.fileno()), self.entry_point],
+            pass_fds=[child.fileno()], env=env, stdin=subprocess.DEVNULL, close_fds=True,
+        )
         child.close()
-        self._proc, self._conn = proc, parent
+        self._conn = Connection(parent.detach())
 
     def run(self, *job) -> Iterator[tuple]:
         """Send one job (its first element is the path) and yield the child's messages."""
         path = str(job[0])
-        if self._proc is None or not self._proc.is_alive():
+        if self._proc is None or self._proc.poll() is not None:
             self._start()
         try:
             self._conn.send(job)
@@ -107,32 +121,34 @@ class DecodeSandbox:
                 return
 
     def _reap(self) -> int | None:
-        proc = self._proc
+        proc, conn = self._proc, self._conn
         self._proc = self._conn = None
+        if conn is not None:
+            conn.close()
         if proc is None:
             return None
-        proc.join(timeout=5)
-        if proc.is_alive():
+        try:
+            return proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
             proc.kill()
-            proc.join(timeout=5)
-        return proc.exitcode
+            return proc.wait(timeout=5)
 
     def _restart(self) -> None:
         self.kill()
         self._start()
 
     def kill(self) -> None:
-        if self._proc is not None and self._proc.is_alive():
+        if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
         self._reap()
 
     def close(self) -> None:
-        if self._proc is not None and self._proc.is_alive():
+        if self._proc is not None and self._proc.poll() is None:
             try:
                 self._conn.send(None)
-            except (BrokenPipeError, OSError):
+                self._proc.wait(timeout=2)
+            except (BrokenPipeError, OSError, subprocess.TimeoutExpired):
                 pass
-            self._proc.join(timeout=2)
         self.kill()
 
     def __enter__(self) -> "DecodeSandbox":
