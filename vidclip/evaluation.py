@@ -22,7 +22,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from vidclip.errors import InputError, StoreError, StoreMismatchError
 from vidclip.metrics import evaluate
 from vidclip.sampling import select_for_clip
 from vidclip.store import Store, sql_in
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("vidclip")
 
@@ -199,10 +202,13 @@ def embed_units(module, examples: Examples, batch_size: int = 256) -> "torch.Ten
     """(U, D) L2-normalised unit vectors; no gradients."""
     import torch
 
+    device = next(module.parameters(), torch.empty(0)).device
     parts = []
     with torch.no_grad():
         for lo in range(0, examples.n_units, batch_size):
-            parts.append(module(examples.frames[lo : lo + batch_size], examples.mask[lo : lo + batch_size]).float())
+            frames = examples.frames[lo : lo + batch_size].to(device)  # (b, T, D)
+            mask = examples.mask[lo : lo + batch_size].to(device)  # (b, T)
+            parts.append(module(frames, mask).float().cpu())  # (b, D)
     return torch.cat(parts) if parts else examples.frames.new_zeros(0, examples.frames.shape[-1])
 
 
@@ -237,7 +243,17 @@ def load_temporal(store: Store, spec: str | dict | None):
     if spec is None:
         spec = store.meta.get("temporal") or {"name": "mean"}
     if isinstance(spec, dict):
-        spec = spec.get("checkpoint") or spec["name"]
+        recorded = spec
+        if not recorded.get("checkpoint"):
+            spec = recorded["name"]
+        else:
+            if not os.path.isdir(recorded["checkpoint"]):
+                raise StoreError(f"{store.uri}: its temporal checkpoint {recorded['checkpoint']} is missing")
+            module, spec = _load_checkpoint(store, recorded["checkpoint"])
+            if spec["fingerprint"] != recorded.get("fingerprint"):
+                raise StoreMismatchError(f"{store.uri}: temporal checkpoint {recorded['checkpoint']} changed since "
+                                         "the store was indexed with it")
+            return module, spec
     spec = str(spec)
     if os.path.isdir(spec):
         return _load_checkpoint(store, spec)

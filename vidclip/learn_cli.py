@@ -57,7 +57,8 @@ def add_parsers(subparsers, parser_class=None) -> None:
     p.add_argument("--val-fraction", type=_fraction, default=0.1, help="share of videos held out (default 0.1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-missing", action="store_true", help="skip captions of videos not in the store")
-    p.add_argument("--device", default="auto", help="device of the CLIP text tower (training itself runs on CPU)")
+    p.add_argument("--device", default="cpu",
+                   help="where the CLIP text tower and the module run: cpu (default, bit-for-bit reproducible), cuda, auto")
     p.add_argument("--json", action="store_true", help="print the training report (metrics.json) as JSON")
 
     p = subparsers.add_parser("eval", help="text<->video retrieval metrics (CLIP4Clip protocol) on captions")
@@ -91,7 +92,7 @@ def cmd_train(args) -> int:
         val_fraction=args.val_fraction, seed=args.seed, max_frames=int(sampling.get("max_frames", 12)),
     )
     matched = captions.load(args.captions, lib.store, skip_missing=args.skip_missing)
-    report = train_store(lib, matched, args.out, config, progress=not args.json)
+    report = train_store(lib, matched, args.out, config, progress=not args.json, device=str(lib.encoder.device))
     if args.json:
         print(json.dumps(report))
     else:

@@ -8,11 +8,14 @@ from the old tables meanwhile.  Then ONE `store.set_meta({"segments", "temporal"
 merge_insert, one atomic commit of the meta table) switches readers and later ingests to the new
 tables and module, and the old tables are dropped.
 
-Clip boundaries come from the existing clip rows.  A frame belongs to the clip whose
-[start_s, end_s) holds its time (the last clip also takes frames at or after its end), so the
-clips of a video partition its frames as ingest did; each clip then feeds its frames, uniformly
-subsampled to the store's max_frames, to the module (ingest's `select_for_clip`).  The whole-video
-vector uses every frame, or max_frames uniformly chosen for a module with a position limit.
+Clip boundaries come from the existing clip rows (video_id, clip_id, start_s, end_s).  Which
+stored frames feed each clip is ingest's own answer, recovered by planning the video again over
+its stored frame times (`replay_members`); where that cannot be recovered (frames that failed to
+decode), a frame belongs to the clip whose [start_s, end_s) holds its time, the last clip keeping
+its end (`clip_members`).  Each clip then feeds its frames, uniformly subsampled to the store's
+max_frames (ingest's `select_for_clip`), to the module.  The whole-video vector uses every frame,
+or max_frames uniformly chosen for a module with a position limit.  So `reindex(store, "mean")` on
+a store built with mean gives back the same vectors.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from vidclip.config import SamplingConfig
 from vidclip.errors import StoreError
 from vidclip.evaluation import (
     DEFAULT_BATCH_FRAMES,
@@ -35,7 +39,7 @@ from vidclip.evaluation import (
     read_frames,
     store_dim,
 )
-from vidclip.sampling import select_for_clip
+from vidclip.sampling import plan_samples, select_for_clip
 from vidclip.store import OK, PENDING, Store, segment_schema, sql_in, vectors_array
 
 log = logging.getLogger("vidclip")
@@ -51,7 +55,8 @@ class ReindexReport:
     temporal: dict = field(default_factory=dict)
     tables: dict = field(default_factory=dict)  # the new active segment tables
     dropped: list[str] = field(default_factory=list)  # the old ones
-    boundary_mismatches: int = 0  # clips whose frame count differs from what ingest recorded
+    by_time: int = 0  # videos whose clips took their frames by time (ingest's plan not recoverable)
+    boundary_mismatches: int = 0  # of those, clips whose frame count differs from what ingest recorded
     skipped: list[str] = field(default_factory=list)  # ok videos without frames or clips (left out)
     seconds: float = 0.0
 
@@ -68,7 +73,7 @@ def video_frame_cap(module, max_frames: int) -> int | None:
 
 
 def clip_members(t: np.ndarray, bounds: np.ndarray) -> list[np.ndarray]:
-    """Positions of the frames (ascending `t`) in each clip; bounds (C, 2) [start_s, end_s) sorted by start.
+    """Positions of the frames (ascending `t`) in each clip by time; bounds (C, 2) [start_s, end_s) sorted.
 
     Every frame goes to the clip with the last start_s <= t (before the first clip: the first; the
     last clip keeps its end).  A clip left without a frame gets the frame on screen at its start.
@@ -81,6 +86,22 @@ def clip_members(t: np.ndarray, bounds: np.ndarray) -> list[np.ndarray]:
             pos = np.array([max(0, int(np.searchsorted(t, start, side="right")) - 1)])
         members.append(pos)
     return members
+
+
+def replay_members(t: np.ndarray, duration_s: float, sampling: SamplingConfig, clip_ids: list[int], bounds: np.ndarray):
+    """Ingest's own clip assignment, or None when it cannot be recovered.
+
+    Planning again over the stored (sampled) times selects exactly those frames, and gives each the
+    clip whose target asked for it first: with a low or variable frame rate, a frame sampled for a
+    clip can carry a time before the clip's start, which `clip_members` would put in the clip before.
+    """
+    plan = plan_samples(t, duration_s, sampling)
+    if len(plan.frame_index) != len(t) or (plan.frame_index != np.arange(len(t))).any():
+        return None  # some sampled frames were not decoded: the stored times are not the plan's
+    if not clip_ids or max(clip_ids) >= plan.n_clips or not np.allclose(plan.clip_bounds[clip_ids], bounds):
+        return None
+    members = [np.flatnonzero(plan.clip_of == c) for c in clip_ids]
+    return members if all(len(m) for m in members) else None
 
 
 def reindex(
@@ -96,7 +117,8 @@ def reindex(
     started = time.perf_counter()
     dim = store_dim(store)
     module, spec = load_temporal(store, temporal_spec)
-    max_frames = int((store.meta.get("sampling") or {}).get("max_frames", 12))
+    sampling = SamplingConfig(**(store.meta.get("sampling") or {}))
+    max_frames = sampling.max_frames
     video_cap = video_frame_cap(module, max_frames)
     old = store.segments
     if not store.has_table(old["clip"]):
@@ -121,9 +143,10 @@ def reindex(
             if not todo:
                 break
             bar.total = (bar.total or 0) + len(todo)
+            bar.refresh()
             counts = frame_counts(store, todo)
             for chunk in chunk_by_frames(todo, counts, batch_frames):
-                clips, videos = _aggregate_chunk(store, chunk, old, module, aggregate, spec["name"], max_frames, video_cap, report)
+                clips, videos = _aggregate_chunk(store, chunk, old, module, aggregate, spec["name"], sampling, video_cap, report)
                 if clips.num_rows:
                     store.table(new["clip"]).add(clips)
                 if videos.num_rows:
@@ -152,17 +175,19 @@ def reindex(
     report.videos = len(done) - len(gone) - len(report.skipped)
     report.seconds = round(time.perf_counter() - started, 3)
     if report.boundary_mismatches:
-        log.warning("%d clip(s) got another number of frames than ingest gave them (low or variable frame rate: "
-                    "a frame sampled for a clip can carry an earlier time)", report.boundary_mismatches)
+        log.warning("%d clip(s) of %d video(s) with undecoded frames got another number of frames than ingest "
+                    "gave them (frames assigned by time)", report.boundary_mismatches, report.by_time)
     log.info("re-aggregated %d video(s): %d clips from %d frames in %.1fs", report.videos, report.clips, report.frames, report.seconds)
     return report
 
 
-def _aggregate_chunk(store, chunk, old, module, aggregate, name, max_frames, video_cap, report):
+def _aggregate_chunk(store, chunk, old, module, aggregate, name, sampling, video_cap, report):
     """New clip and video rows for a group of videos."""
+    max_frames = sampling.max_frames
     frames = read_frames(store, chunk)
     clip_rows = _segment_rows(store, old["clip"], chunk)
     video_rows = _segment_rows(store, old["video"], chunk)
+    durations = {vid: row.get("duration_s") for vid, row in store.videos_by_id(chunk).items()}
     vectors, clip_meta, clip_groups, video_meta, video_groups = [], [], [], [], []
     offset = 0
     for vid in chunk:
@@ -171,11 +196,18 @@ def _aggregate_chunk(store, chunk, old, module, aggregate, name, max_frames, vid
             report.skipped.append(vid)
             continue
         t, vecs = frames[vid]
-        rows = sorted(clip_rows[vid], key=lambda r: r["start_s"])
+        rows = sorted(clip_rows[vid], key=lambda r: (r["start_s"], r["clip_id"]))
         bounds = np.array([[r["start_s"], r["end_s"]] for r in rows], dtype=np.float64)  # (C, 2)
-        for row, pos in zip(rows, clip_members(t, bounds)):
-            if len(pos) != row["n_frames"] and (row["n_frames"] < max_frames or len(pos) < max_frames):
-                report.boundary_mismatches += 1
+        members = None
+        if durations.get(vid) is not None:
+            members = replay_members(t, float(durations[vid]), sampling, [r["clip_id"] for r in rows], bounds)
+        if members is None:
+            members = clip_members(t, bounds)
+            report.by_time += 1
+            for row, pos in zip(rows, members):
+                if len(pos) != row["n_frames"] and (row["n_frames"] < max_frames or len(pos) < max_frames):
+                    report.boundary_mismatches += 1
+        for row, pos in zip(rows, members):
             chosen = pos[select_for_clip(len(pos), max_frames)]
             clip_groups.append(chosen + offset)
             clip_meta.append((vid, row["clip_id"], row["start_s"], row["end_s"], len(chosen)))
@@ -250,4 +282,5 @@ def _generation(table: str) -> int:
 def _progress_bar(enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=0, desc="reindex", unit="video", file=sys.stderr, leave=False, disable=not enabled)
+    return tqdm(total=0, desc="reindex", unit="video", file=sys.stderr, leave=False, dynamic_ncols=True,
+                disable=not enabled or not sys.stderr.isatty())

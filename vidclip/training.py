@@ -147,16 +147,21 @@ def fit(
     clip_model=None,
     logit_scale: float | None = None,
     progress: bool = True,
+    device: str = "cpu",
 ) -> TrainResult:
     """Train config.temporal on `examples` and return the best epoch's module.
 
     clip_model: open_clip model whose text tower initialises seq_transformer (optional).
     logit_scale: the initial temperature multiplier (CLIP's exp(logit_scale)); default 1/0.07.
+    device: where the module trains (examples stay on the CPU; batches are moved).  Bit-for-bit
+    reproducibility is promised on the CPU.
     """
     if examples.n_captions < 2:
         raise InputError(f"need at least 2 captions to train (a contrastive loss needs negatives), got {examples.n_captions}")
     dim = int(examples.frames.shape[-1])
     module, applied = build_module(config, dim, clip_model)
+    device = torch.device(device)
+    module.to(device)
     train_units, val_units = split_by_video(examples, config.val_fraction, config.seed)
     train, val = examples.subset(train_units), examples.subset(val_units)
     if train.n_captions < 2:
@@ -170,7 +175,7 @@ def fit(
              config.temporal, train.n_captions, split["train"]["videos"], val.n_captions, split["val"]["videos"], select_by)
 
     start = min(float(logit_scale if logit_scale is not None else DEFAULT_LOGIT_SCALE), MAX_LOGIT_SCALE)
-    log_scale = torch.nn.Parameter(torch.tensor(math.log(start)))  # ()
+    log_scale = torch.nn.Parameter(torch.tensor(math.log(start), device=device))  # ()
     optimizer = torch.optim.AdamW(_param_groups(module, log_scale, config.weight_decay), lr=config.lr)
     steps_per_epoch = _n_batches(train.n_captions, config.batch_size)
     total = steps_per_epoch * config.epochs
@@ -190,8 +195,8 @@ def fit(
         losses = []
         for batch in _batches(order, config.batch_size):
             units = train.unit_of[batch]  # (B,)
-            video = module(train.frames[units], train.mask[units])  # (B, D)
-            loss = temporal.info_nce(video, train.text[batch], log_scale.exp())  # ()
+            video = module(train.frames[units].to(device), train.mask[units].to(device))  # (B, D)
+            loss = temporal.info_nce(video, train.text[batch].to(device), log_scale.exp())  # ()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -200,7 +205,7 @@ def fit(
                 log_scale.clamp_(0.0, math.log(MAX_LOGIT_SCALE))
             losses.append(loss.item())
             bar.update(1)
-        entry = {"epoch": epoch, "train_loss": float(np.mean(losses)), "logit_scale": float(log_scale.exp())}
+        entry = {"epoch": epoch, "train_loss": float(np.mean(losses)), "logit_scale": float(log_scale.detach().exp())}
         if val.n_captions:
             entry["val"] = _validate(module, val, log_scale)
         history.append(entry)
@@ -211,7 +216,7 @@ def fit(
     _, best_epoch, state, scale = best
     module.load_state_dict(state)
     return TrainResult(
-        module=module.eval(), history=history, best_epoch=best_epoch, select_by=select_by,
+        module=module.cpu().eval(), history=history, best_epoch=best_epoch, select_by=select_by,
         logit_scale=scale, init_from_clip=applied, split=split,
     )
 
@@ -235,7 +240,7 @@ def _consider(best, select_by: str, entry: dict, module, log_scale):
     else:
         key = (-entry["val"]["loss"],)
     if best is None or key > best[0]:
-        return (key, entry["epoch"], copy.deepcopy(module.state_dict()), float(log_scale.exp()))
+        return (key, entry["epoch"], copy.deepcopy(module.state_dict()), float(log_scale.detach().exp()))
     return best
 
 
@@ -247,8 +252,9 @@ def _validate(module, val: Examples, log_scale) -> dict:
     with torch.no_grad():
         for batch in _batches(torch.arange(val.n_captions), 128):
             units = val.unit_of[batch]
-            video = module(val.frames[units], val.mask[units])  # (B, D)
-            losses.append(float(temporal.info_nce(video, val.text[batch], log_scale.exp())))
+            device = log_scale.device
+            video = module(val.frames[units].to(device), val.mask[units].to(device))  # (B, D)
+            losses.append(float(temporal.info_nce(video, val.text[batch].to(device), log_scale.exp())))
             weights.append(len(batch))
     module.train()
     return {"t2v": metrics["t2v"], "v2t": metrics["v2t"], "loss": float(np.average(losses, weights=weights)) if losses else 0.0}
@@ -306,15 +312,17 @@ class _NoBar:
 
 
 def _progress_bar(total: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
+    if not enabled or not sys.stderr.isatty():
+        return _NoBar()  # logging reports every epoch anyway
     from tqdm import tqdm
 
     return tqdm(total=total, desc="train", unit="step", file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
 # -- the train command ------------------------------------------------------------------------------
-def train_store(lib, matched: Matched, out_dir: str | os.PathLike, config: TrainConfig, progress: bool = True) -> dict:
+def train_store(
+    lib, matched: Matched, out_dir: str | os.PathLike, config: TrainConfig, progress: bool = True, device: str = "cpu"
+) -> dict:
     """Train on a store's frame vectors and captions, save the best module + metrics.json in out_dir."""
     started = time.perf_counter()
     out = Path(out_dir)
@@ -328,7 +336,7 @@ def train_store(lib, matched: Matched, out_dir: str | os.PathLike, config: Train
     text = encode_captions(encoder, matched.pairs)  # (N, D), frozen: computed once
     examples = gather(store, matched.pairs, text, config.max_frames)
     clip_scale = float(encoder.model.logit_scale.detach().exp()) if hasattr(encoder.model, "logit_scale") else None
-    result = fit(examples, config, clip_model=encoder.model, logit_scale=clip_scale, progress=progress)
+    result = fit(examples, config, clip_model=encoder.model, logit_scale=clip_scale, progress=progress, device=device)
     temporal.save(result.module, out, clip_model=model["name"])
     report = {
         "checkpoint": str(out.resolve()),
