@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+from vidclip import learn_cli
 from vidclip.errors import InputError, VidclipError
 
 EXIT_ERROR = 2
@@ -94,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="counts and settings of a store")
     p.add_argument("--db", required=True)
     p.add_argument("--json", action="store_true")
+
+    learn_cli.add_parsers(sub, _Parser)
 
     p = sub.add_parser("demo", help="generate sample videos, ingest them and search them")
     p.add_argument("dir", nargs="?", default="vidclip-demo", help="working folder (default ./vidclip-demo)")
@@ -262,7 +265,10 @@ def cmd_demo(args) -> int:
     return run_demo(args.dir, as_json=args.json)
 
 
-COMMANDS = {"ingest": cmd_ingest, "search": cmd_search, "status": cmd_status, "prune": cmd_prune, "demo": cmd_demo}
+COMMANDS = {
+    "ingest": cmd_ingest, "search": cmd_search, "status": cmd_status, "prune": cmd_prune, "demo": cmd_demo,
+    **learn_cli.COMMANDS,
+}
 
 
 if __name__ == "__main__":

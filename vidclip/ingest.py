@@ -203,7 +203,8 @@ def finish_video(
             clip_rows.append((clip_id, float(start), float(end), pos[select_for_clip(len(pos), max_frames)]))
     if not clip_rows:
         raise MediaError(work.entry.uri, "no sampled frame could be decoded")
-    video_cap = None if getattr(aggregator, "max_positions", None) is None else max_frames
+    limit = getattr(aggregator, "max_positions", None) or getattr(getattr(aggregator, "hparams", None), "max_positions", None)
+    video_cap = None if limit is None else max_frames  # a module with a frame limit sees max_frames
     video_pos = kept if video_cap is None else kept[select_for_clip(len(kept), video_cap)]
     clip_vecs = aggregate(aggregator, vectors, [r[3] for r in clip_rows])  # (C, D)
     video_vec = aggregate(aggregator, vectors, [video_pos])  # (1, D): padded apart from the short clips

@@ -103,10 +103,10 @@ class Library:
             self.store.set_meta({"model_source": source})
 
     def _temporal(self):
-        if self._aggregator is None:
+        spec = self.store.meta.get("temporal") or {"name": DEFAULT_TEMPORAL}
+        if self._aggregator is None or self._aggregator[0] != spec:  # a reindex may have switched it
             import temporal
 
-            spec = self.store.meta.get("temporal") or {"name": DEFAULT_TEMPORAL}
             if spec.get("checkpoint"):
                 module = temporal.load(spec["checkpoint"], expect_clip_model=self.encoder.identity.name)
                 if temporal.fingerprint(spec["checkpoint"]) != spec.get("fingerprint"):

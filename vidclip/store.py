@@ -137,6 +137,7 @@ class Store:
         self.uri = uri
         self._tables: dict[str, object] = {}
         self._meta: dict | None = None
+        self._meta_version: int | None = None
 
     # -- opening ----------------------------------------------------------------------------------
     @classmethod
@@ -193,9 +194,13 @@ class Store:
     # -- metadata ---------------------------------------------------------------------------------
     @property
     def meta(self) -> dict:
-        if self._meta is None:
-            rows = self.table("meta").to_arrow().to_pylist()
+        """The store's settings; re-read whenever another process (e.g. a reindex) committed to them."""
+        tbl = self.table("meta")
+        version = tbl.version
+        if self._meta is None or version != self._meta_version:
+            rows = tbl.to_arrow().to_pylist()
             self._meta = {r["key"]: json.loads(r["value"]) for r in rows}
+            self._meta_version = version
         return self._meta
 
     def set_meta(self, values: dict) -> None:
@@ -250,7 +255,7 @@ class Store:
 
     def create_table(self, name: str, schema: pa.Schema, data: pa.Table | None = None):
         """Create (or replace) a table: used by reindex to build new segment tables."""
-        tbl = self._db.create_table(name, schema=schema, data=data, mode="overwrite")
+        tbl = self._db.create_table(name, schema=schema, data=data, mode="overwrite" if self.has_table(name) else "create")
         self._tables[name] = tbl
         return tbl
 
