@@ -1,7 +1,7 @@
 """`vidclip demo`: the README's main job on the embedded default.
 
-Generates a few small sample videos, ingests them into a local LanceDB directory
-and runs searches that print hits.  It uses the default pretrained model when it
+Generates a few small sample videos, ingests them on a local Ray into a LanceDB
+directory and runs searches that print hits.  It uses the default pretrained model when it
 can be fetched or is cached; otherwise it says plainly that results will not be
 meaningful and continues with seeded random weights (only the demo falls back:
 `vidclip ingest` with an unavailable tag is an error).
@@ -37,7 +37,10 @@ def run_demo(folder: str, as_json: bool = False) -> int:
         lib = _open_with_fallback(db_dir)
     # Short clips, so the two-scene sample videos show moments inside them.
     sampling = None if "sampling" in lib.store.meta else SamplingConfig(fps=2.0, clip_seconds=3.0)
-    report = lib.ingest([videos_dir], sampling, progress=not as_json)
+    from pipelines.options import JobOptions
+
+    # The embedded default: a local Ray (loopback only, started for the job) and a LanceDB folder.
+    report = lib.ingest([videos_dir], sampling, progress=not as_json, ray=JobOptions())
     log.info("ingest: %d ok, %d failed, %d skipped, %d frames, %d clips", report.ok, report.failed, report.skipped, report.frames, report.clips)
     results = {}
     for query in QUERIES:
