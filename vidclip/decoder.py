@@ -29,6 +29,12 @@ DECORD = "decord"
 PYAV = "pyav"
 
 
+def preferred_decoders(plan: SamplePlan, probe: Probe) -> tuple[str, ...]:
+    """Which decoder to try first for this plan (the other is the fallback).  Chosen from
+    `vidclip bench decode` (see bench/decode.json)."""
+    return (DECORD, PYAV)
+
+
 @dataclass(frozen=True)
 class FrameChunk:
     position: np.ndarray  # (n,) int64 positions in the plan (0..K-1) of these frames
@@ -46,15 +52,18 @@ class SampleReader:
         plan: SamplePlan,
         size: tuple[int, int],
         chunk_frames: int = 32,
-        decoders: tuple[str, ...] = (DECORD, PYAV),
+        decoders: tuple[str, ...] | None = None,
+        seek: str = "auto",
     ):
         self.path = str(path)
         self.probe = probe
         self.plan = plan
         self.display_size = size  # (w, h) of the upright output frames
         self.chunk_frames = max(1, int(chunk_frames))
-        self.decoders = decoders
-        self.decoder = decoders[0]
+        self.decoders = decoders or preferred_decoders(plan, probe)
+        self.decoder = self.decoders[0]
+        self.seek = seek  # PyAV: "auto" (jump to the keyframe before a far frame), "never", "always"
+        self.seeks = 0  # PyAV seeks done
         self.note = ""  # why a fallback happened, empty when the first decoder served everything
         self.missing = 0  # planned frames no decoder could produce
 
@@ -113,35 +122,67 @@ class SampleReader:
 
     # -- PyAV -----------------------------------------------------------------------------------
     def _pyav(self, start: int) -> Iterator[FrameChunk]:
+        """Decode forward through the stream, delivering the planned frames (matched by exact pts).
+
+        Seeking: when a keyframe lies between the last decoded frame and the next planned one, jump
+        to that keyframe instead of decoding everything in between (seek="auto"; needs the probe's
+        keyframe flags).  Frames are still matched by pts, so seeking never changes which frame
+        or time is delivered; an imprecise seek (landing after the keyframe) switches back to
+        decoding through from the start.  A keyframes-only plan also tells the codec to skip
+        every non-key frame (skip_frame="NONKEY").
+        """
         import av
 
         plan_idx = self.plan.frame_index[start:]  # (K',)
         if len(plan_idx) == 0:
             return
-        wanted = {int(self.probe.pts[i]): start + k for k, i in enumerate(plan_idx)}  # pts -> plan position
-        last_pts = int(self.probe.pts[plan_idx[-1]])
+        pts_all = self.probe.pts  # (N,)
+        kf_before = self.probe.keyframe_before()  # (N,)
+        use_seek = self.seek == "always" or (self.seek == "auto" and self.probe.keyframes is not None)
         w, h = self.coded_size
         got_pos: list[int] = []
         got_frames: list[np.ndarray] = []
         found = 0
+        self.seeks = 0
         try:
             with av.open(self.path, metadata_errors="ignore") as container:
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
-                for frame in container.decode(stream):
-                    if frame.pts is None:
+                if self.plan.keyframes_only:
+                    stream.codec_context.skip_frame = "NONKEY"
+                frames = None  # iterator of decoded frames, restarted after each seek
+                cur = -1  # timeline index of the last decoded frame
+                pending = None  # the last decoded frame, not yet used
+                for k, i in enumerate(plan_idx):
+                    target = int(pts_all[i])
+                    if pending is not None and pending.pts > target:
+                        continue  # this planned frame never came out of the decoder
+                    jump = use_seek and kf_before[i] > max(cur, 0)  # a keyframe lies ahead of the decoder
+                    if frames is None or jump:
+                        if jump:
+                            container.seek(int(pts_all[kf_before[i]]), stream=stream, backward=True, any_frame=False)
+                            self.seeks += 1
+                        frames = _decoded(container, stream)
+                        pending = next(frames, None)
+                        if pending is not None and pending.pts > target:  # the seek overshot: decode through
+                            container.seek(int(pts_all[0]), stream=stream, backward=True, any_frame=False)
+                            use_seek = False
+                            frames = _decoded(container, stream)
+                            pending = next(frames, None)
+                    while pending is not None and pending.pts < target:
+                        pending = next(frames, None)
+                    if pending is None:
+                        break  # end of stream
+                    cur = int(np.searchsorted(pts_all, pending.pts))
+                    if pending.pts != target:
                         continue
-                    pos = wanted.get(int(frame.pts))
-                    if pos is not None:
-                        rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
-                        got_pos.append(pos)
-                        got_frames.append(rgb)
-                        found += 1
-                        if len(got_pos) == self.chunk_frames:
-                            yield self._pyav_chunk(got_pos, got_frames)
-                            got_pos, got_frames = [], []
-                    if frame.pts >= last_pts:
-                        break
+                    rgb = pending.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+                    got_pos.append(start + k)
+                    got_frames.append(rgb)
+                    found += 1
+                    if len(got_pos) == self.chunk_frames:
+                        yield self._pyav_chunk(got_pos, got_frames)
+                        got_pos, got_frames = [], []
         except av.error.FFmpegError as exc:
             if found == 0 and not got_pos:
                 raise DecodeError(self.path, _one_line(exc)) from None
@@ -166,6 +207,13 @@ class SampleReader:
         if k == 0:
             return frames
         return np.ascontiguousarray(np.rot90(frames, k=k, axes=(1, 2)))
+
+
+def _decoded(container, stream) -> Iterator:
+    """Decoded frames that carry a pts."""
+    for frame in container.decode(stream):
+        if frame.pts is not None:
+            yield frame
 
 
 def _one_line(exc: BaseException) -> str:

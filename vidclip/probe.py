@@ -44,6 +44,14 @@ class Probe:
     timeline: np.ndarray  # (N,) float64 presentation times in seconds from stream start, sorted
     pts: np.ndarray  # (N,) int64 raw pts in stream time base, same order as timeline
     note: str = ""  # something odd but not fatal, e.g. frames ending long before the declared duration
+    keyframes: np.ndarray | None = None  # (N,) bool: the packet at this pts is a keyframe (None: unknown)
+
+    def keyframe_before(self) -> np.ndarray:
+        """(N,) index of the last keyframe at or before each frame (0 where none is known)."""
+        if self.keyframes is None or not self.keyframes.any():
+            return np.zeros(len(self.pts), dtype=np.int64)
+        idx = np.where(self.keyframes, np.arange(len(self.pts)), 0)
+        return np.maximum.accumulate(idx).astype(np.int64)
 
 
 # Demuxers that read single pictures: ffmpeg opens a PNG or JPEG as a one-frame "video".
@@ -104,7 +112,7 @@ def probe(path: str, max_pixels: int) -> Probe:
         if time_base is None:
             raise ProbeError(uri, "video stream has no time base")
         container_duration = container.duration / 1e6 if container.duration else None
-        pts = _read_pts(container, stream, uri)
+        pts, keyframes = _read_pts(container, stream, uri)
         rotation = _first_frame_rotation(container, stream, uri)
 
     start = int(stream.start_time) if stream.start_time is not None else int(pts[0])
@@ -128,14 +136,16 @@ def probe(path: str, max_pixels: int) -> Probe:
         rotation=rotation,
         n_frames=int(len(timeline)),
     )
-    return Probe(info=info, timeline=timeline, pts=pts, note=note)
+    return Probe(info=info, timeline=timeline, pts=pts, note=note, keyframes=keyframes)
 
 
-def _read_pts(container, stream, uri: str) -> np.ndarray:
-    """Demux (no decoding) every packet of the stream and return sorted presentation timestamps."""
+def _read_pts(container, stream, uri: str) -> tuple[np.ndarray, np.ndarray]:
+    """Demux (no decoding) every packet of the stream: sorted presentation timestamps (N,) and
+    whether each one's packet is a keyframe (N,) bool."""
     import av
 
     values: list[int] = []
+    keys: set[int] = set()
     try:
         for packet in container.demux(stream):
             if packet.size == 0:
@@ -143,6 +153,8 @@ def _read_pts(container, stream, uri: str) -> np.ndarray:
             ts = packet.pts if packet.pts is not None else packet.dts
             if ts is not None:
                 values.append(int(ts))
+                if packet.is_keyframe:
+                    keys.add(int(ts))
     except av.error.FFmpegError as exc:
         if not values:
             raise ProbeError(uri, f"cannot read packets ({_ffmpeg_reason(exc)})") from None
@@ -150,7 +162,8 @@ def _read_pts(container, stream, uri: str) -> np.ndarray:
     if not values:
         raise ProbeError(uri, "video stream has no frames")
     pts = np.unique(np.asarray(values, dtype=np.int64))  # sorted, duplicates dropped: (N,)
-    return pts
+    keyframes = np.isin(pts, np.fromiter(keys, dtype=np.int64, count=len(keys)))  # (N,)
+    return pts, keyframes
 
 
 def _first_frame_rotation(container, stream, uri: str) -> int:

@@ -19,6 +19,7 @@ class SamplePlan:
     frame_index: np.ndarray  # (K,) int64 indices into the video's timeline, strictly increasing
     clip_of: np.ndarray  # (K,) int64 clip number of each sampled frame
     clip_bounds: np.ndarray  # (C, 2) float64 [start_s, end_s) of every clip
+    keyframes_only: bool = False  # every planned frame is a keyframe: the decoder may skip the others
 
     @property
     def n_clips(self) -> int:
@@ -35,9 +36,16 @@ def cut_clips(duration_s: float, clip_seconds: float) -> np.ndarray:
     return np.stack([starts, ends], axis=1)  # (C, 2)
 
 
-def plan_samples(timeline: np.ndarray, duration_s: float, cfg: SamplingConfig) -> SamplePlan:
-    """Pick frames from a sorted presentation timeline (N,) according to cfg."""
+def plan_samples(
+    timeline: np.ndarray, duration_s: float, cfg: SamplingConfig, keyframes: np.ndarray | None = None
+) -> SamplePlan:
+    """Pick frames from a sorted presentation timeline (N,) according to cfg.
+
+    keyframes: (N,) bool, which frames are keyframes; used by mode "keyframes" only (None: every
+    frame of the timeline is eligible, as when re-planning over stored keyframe times)."""
     bounds = cut_clips(duration_s, cfg.clip_seconds)  # (C, 2)
+    if cfg.mode == "keyframes":
+        return _plan_keyframes(timeline, duration_s, cfg, bounds, keyframes)
     if cfg.mode == "fps":
         step = 1.0 / cfg.fps
         targets = np.arange(step / 2, duration_s, step)  # (K0,) centre of each 1/fps interval
@@ -61,6 +69,30 @@ def plan_samples(timeline: np.ndarray, duration_s: float, cfg: SamplingConfig) -
         frame_index=frame_index.astype(np.int64),
         clip_of=remap[clip_of].astype(np.int64),
         clip_bounds=bounds[used],
+    )
+
+
+def _plan_keyframes(timeline, duration_s, cfg, bounds, keyframes) -> SamplePlan:
+    eligible = np.arange(len(timeline)) if keyframes is None else np.flatnonzero(keyframes)  # (M,)
+    if eligible.size == 0:
+        eligible = np.array([0])
+    step = 1.0 / cfg.fps
+    targets = np.arange(step / 2, duration_s, step)  # (K0,) same grid as mode "fps"
+    if targets.size == 0:
+        targets = np.array([duration_s / 2])
+    ktimes = timeline[eligible]  # (M,)
+    pick = np.clip(np.searchsorted(ktimes, targets, side="right") - 1, 0, len(eligible) - 1)  # (K0,)
+    frame_index = np.unique(eligible[pick])  # (K,)
+    # Clip by the keyframe's own time (its pts), not by the target that asked for it.
+    clip_of = np.clip(np.searchsorted(bounds[:, 0], timeline[frame_index], side="right") - 1, 0, len(bounds) - 1)
+    used = np.unique(clip_of)
+    remap = -np.ones(len(bounds), dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return SamplePlan(
+        frame_index=frame_index.astype(np.int64),
+        clip_of=remap[clip_of].astype(np.int64),
+        clip_bounds=bounds[used],
+        keyframes_only=keyframes is not None,
     )
 
 

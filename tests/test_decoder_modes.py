@@ -1,0 +1,93 @@
+"""Seek-based sparse decoding and keyframes-only sampling give the same frames and times as
+decoding every frame (the benchmarks in pipelines/bench_decode.py measure their speed)."""
+
+import numpy as np
+import pytest
+
+from vidclip.config import SamplingConfig
+from vidclip.decoder import DECORD, PYAV, SampleReader
+from vidclip.errors import InputError
+from vidclip.probe import probe
+from vidclip.sampling import plan_samples
+from vidclip.synth import VideoSpec, write_video
+
+BUDGET = 7680 * 4320
+SIZE = (160, 120)
+
+
+@pytest.fixture(scope="module", params=[("h264", ".mp4"), ("vp9", ".webm")])
+def gop_video(request, tmp_path_factory):
+    codec, suffix = request.param
+    spec = VideoSpec(codec=codec, width=320, height=240, fps=10.0, duration_s=12.0, gop=20, scene_seconds=2.0)
+    return str(write_video(tmp_path_factory.mktemp("gop") / f"g{suffix}", spec))
+
+
+def _collect(reader):
+    chunks = list(reader.chunks())
+    pos = np.concatenate([c.position for c in chunks])
+    times = np.concatenate([c.times for c in chunks])
+    frames = np.concatenate([c.frames for c in chunks])
+    return pos, times, frames
+
+
+def _assert_same(a, b, tol=2.0):
+    pos_a, times_a, frames_a = a
+    pos_b, times_b, frames_b = b
+    np.testing.assert_array_equal(pos_a, pos_b)
+    np.testing.assert_array_equal(times_a, times_b)
+    diff = np.abs(frames_a.astype(np.int16) - frames_b.astype(np.int16))
+    assert diff.mean() < tol, diff.mean()
+
+
+@pytest.mark.parametrize("cfg", [
+    SamplingConfig(mode="uniform", clip_seconds=100.0, max_frames=5),
+    SamplingConfig(fps=0.5, clip_seconds=4.0),
+    SamplingConfig(fps=3.0, clip_seconds=4.0),
+])
+def test_seek_equals_decode_through(gop_video, cfg):
+    pr = probe(gop_video, BUDGET)
+    assert pr.keyframes is not None and pr.keyframes.sum() >= 5
+    plan = plan_samples(pr.timeline, pr.info.duration_s, cfg)
+    through = SampleReader(gop_video, pr, plan, SIZE, chunk_frames=4, decoders=(PYAV,), seek="never")
+    seeking = SampleReader(gop_video, pr, plan, SIZE, chunk_frames=4, decoders=(PYAV,), seek="auto")
+    a, b = _collect(through), _collect(seeking)
+    assert through.seeks == 0
+    _assert_same(a, b, tol=0.01)  # the same decoded pictures
+    assert seeking.missing == 0
+    if cfg.mode == "uniform":
+        assert seeking.seeks > 0  # far-apart frames were reached by seeking
+    # decord's sparse reads give the same frames too (its own scaler: pixels close, not equal)
+    _assert_same(a, _collect(SampleReader(gop_video, pr, plan, SIZE, decoders=(DECORD,))), tol=4.0)
+
+
+def test_keyframes_mode(gop_video):
+    pr = probe(gop_video, BUDGET)
+    cfg = SamplingConfig(mode="keyframes", fps=1.0, clip_seconds=4.0)
+    plan = plan_samples(pr.timeline, pr.info.duration_s, cfg, keyframes=pr.keyframes)
+    assert plan.keyframes_only
+    assert pr.keyframes[plan.frame_index].all()
+    kf_times = pr.timeline[pr.keyframes]
+    np.testing.assert_allclose(pr.timeline[plan.frame_index], kf_times)  # gop 2 s > 1/fps: every keyframe
+    # clip assignment by the keyframe's own time
+    expected_clip = np.searchsorted(plan.clip_bounds[:, 0], pr.timeline[plan.frame_index], side="right") - 1
+    np.testing.assert_array_equal(plan.clip_of, expected_clip)
+    full = plan_samples(pr.timeline, pr.info.duration_s, SamplingConfig(fps=1.0, clip_seconds=4.0))
+    ref_plan = type(plan)(plan.frame_index, plan.clip_of, plan.clip_bounds, keyframes_only=False)
+    for seek in ("never", "auto"):
+        r = SampleReader(gop_video, pr, plan, SIZE, decoders=(PYAV,), seek=seek)
+        ref = SampleReader(gop_video, pr, ref_plan, SIZE, decoders=(PYAV,), seek="never")
+        _assert_same(_collect(ref), _collect(r), tol=0.01)
+        assert r.missing == 0
+    assert len(plan.frame_index) < len(full.frame_index)
+    # re-planning over the stored keyframe times (reindex) replays the same selection and clips
+    t = pr.timeline[plan.frame_index]
+    again = plan_samples(t, pr.info.duration_s, cfg)
+    np.testing.assert_array_equal(again.frame_index, np.arange(len(t)))
+    np.testing.assert_array_equal(again.clip_of, plan.clip_of)
+
+
+def test_keyframes_mode_is_recorded():
+    cfg = SamplingConfig(mode="keyframes")
+    assert cfg.to_dict()["mode"] == "keyframes"
+    with pytest.raises(InputError):
+        SamplingConfig(mode="every-other")
