@@ -18,12 +18,14 @@ import numpy as np
 from vidclip.config import DEFAULT_MODEL, DEFAULT_PRETRAINED, DecodeConfig, ModelConfig, SamplingConfig
 from vidclip.errors import InputError, QueryError, StoreMismatchError
 from vidclip.ingest import IngestReport
-from vidclip.search import Hits, check_request, search_vector
+from vidclip.rerank import DEFAULT_ALPHA, DEFAULT_RERANK_K, check_rerank
+from vidclip.search import MAX_K, Hits, check_request, search_vector
 from vidclip.store import Store, describe_mismatch
 
 log = logging.getLogger("vidclip")
 
 MAX_QUERY_CHARS = 1000
+FUSIONS = ("rrf", "weighted")
 DEFAULT_TEMPORAL = "mean"
 
 
@@ -130,12 +132,17 @@ class Library:
         progress: bool = True,
         ray: "JobOptions | bool" = False,
         commit: "CommitPolicy | None" = None,
+        metadata: str | os.PathLike | None = None,
     ) -> IngestReport:
         """Ingest files and folders (recursively).  Files already in the store are skipped; files
         that cannot be decoded are recorded as failed with their reason, never fatal.
 
         ray: False runs the in-process loop; True or a `pipelines.options.JobOptions` runs the
-        Ray Data job (a local Ray is started on demand unless the options name an address)."""
+        Ray Data job (a local Ray is started on demand unless the options name an address).
+
+        metadata: a sidecar manifest (CSV / JSONL / Parquet with a `uri` column) whose other
+        columns become each matching file's metadata (merged over a manifest input's own);
+        title / description / tags become filterable, full-text searchable columns."""
         from vidclip.committer import CommitPolicy
         from vidclip.manifest import list_inputs
         from vidclip.runner import run_in_process
@@ -144,6 +151,8 @@ class Library:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         entries = list(list_inputs([str(p) for p in paths]))
+        if metadata is not None:
+            entries = _merge_metadata(entries, str(metadata))
         sampling = self._sampling(sampling)
         spec = self.store.meta.get("temporal") or {"name": DEFAULT_TEMPORAL}
         settings = {"sampling": sampling.to_dict(), "temporal": spec}
@@ -181,28 +190,163 @@ class Library:
         text: str | None = None,
         *,
         image=None,
+        video=None,
+        span: tuple[float, float] | None = None,
+        weights: tuple[float, float] | None = None,
         k: int = 10,
         per_video: int = 1,
         level: str = "clip",
+        where: dict | None = None,
+        where_sql: str | None = None,
+        rerank: str | None = None,
+        rerank_k: int = DEFAULT_RERANK_K,
+        alpha: float = DEFAULT_ALPHA,
+        hybrid: bool = False,
+        fusion: str = "rrf",
+        rrf_k: int = 60,
+        text_weight: float = 0.5,
+        nprobes: int | None = None,
+        refine_factor: int | None = None,
     ) -> Hits:
-        """Top-k hits for a text or an image (a path, a PIL image or an (H, W, 3) uint8 array)."""
-        check_request(k, per_video, level)
-        query = self.embed_query(text=text, image=image)
-        return search_vector(self.store, query, k=k, per_video=per_video, level=level)
+        """Top-k hits for a query:
 
-    def embed_query(self, text: str | None = None, image=None) -> np.ndarray:
-        if (text is None or not str(text).strip()) and image is None:
-            raise QueryError("empty query: give a text, an image, or both")
-        if text is not None and image is not None:
-            raise QueryError("give either a text or an image query, not both")
+        text / image (a path, a PIL image or an (H, W, 3) uint8 array) / video (a file, optionally
+        with span=(start_s, end_s)); text and image together are combined with `weights`
+        (default (0.5, 0.5)): the weighted sum of their normalised embeddings, renormalised.
+
+        where: structured filter over videos (vidclip.filters: validated, typed, quoted).
+        where_sql: RAW SQL over the videos table, ANDed with `where`: TRUSTED INPUT ONLY.
+        rerank: None (first stage only, default) | "max" | "mean" | "fusion" (vidclip.rerank), over
+        the top `rerank_k` first-stage candidates; alpha weighs the clip score in "fusion".
+        hybrid: fuse the vector ranking with BM25 full-text search over title/description/tags
+        (needs `text`): fusion="rrf" (score = sum of 1/(rrf_k + rank), default) or "weighted"
+        (text_weight * min-max-normalised BM25 + (1 - text_weight) * normalised cosine).
+        nprobes / refine_factor: ANN settings, passed only when given."""
+        from vidclip.filters import build_where
+
+        check_request(k, per_video, level)
+        check_rerank(rerank, rerank_k, alpha)
+        if fusion not in FUSIONS:
+            raise QueryError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+        if hybrid and (text is None or not str(text).strip()):
+            raise QueryError("hybrid search needs a text query")
+        sql = " AND ".join(f"({p})" for p in (build_where(where), where_sql) if p) or None
+        query = self.embed_query(text=text, image=image, video=video, span=span, weights=weights)
+        options = dict(where=sql, rerank=rerank, rerank_k=rerank_k, alpha=alpha, nprobes=nprobes, refine_factor=refine_factor)
+        if not hybrid:
+            return search_vector(self.store, query, k=k, per_video=per_video, level=level, **options)
+        return self._hybrid(str(text).strip()[:MAX_QUERY_CHARS], query, k, per_video, level, options, fusion, rrf_k, text_weight)
+
+    def _hybrid(self, text, query, k, per_video, level, options, fusion, rrf_k, text_weight) -> Hits:
+        """Vector hits fused with full-text (BM25) hits at the video level: every hit of a video
+        shares that video's text rank.  Videos found only by text get their best clip(s) from a
+        vector search restricted to them."""
+        import dataclasses
+
+        from vidclip.store import sql_in
+
+        depth = min(MAX_K, max(4 * k, 50))
+        vec = search_vector(self.store, query, k=depth, per_video=per_video, level=level, **options)
+        fts = self.store.fts_search(text, depth, options["where"]).to_pylist()
+        text_rank = {r["video_id"]: i for i, r in enumerate(fts)}
+        text_score = {r["video_id"]: float(r["_score"]) for r in fts}
+        only_text = [v for v in text_rank if v not in {h.video_id for h in vec}]
+        if only_text:
+            extra = dict(options, where=" AND ".join(p for p in (options["where"], sql_in("video_id", only_text)) if p))
+            vec = Hits([*vec, *search_vector(self.store, query, k=min(MAX_K, len(only_text) * (per_video if level == "clip" else 1)),
+                                             per_video=per_video, level=level, **extra)])
+        vec_rank = {id(h): i for i, h in enumerate(sorted(vec, key=lambda h: -h.score))}
+
+        def norm(values: dict) -> dict:
+            if not values:
+                return {}
+            lo, hi = min(values.values()), max(values.values())
+            return {key: (v - lo) / (hi - lo) if hi > lo else 1.0 for key, v in values.items()}
+
+        vnorm = norm({id(h): h.score for h in vec})
+        tnorm = norm(text_score)
+        fused = []
+        for h in vec:
+            if fusion == "rrf":
+                s = 1.0 / (rrf_k + vec_rank[id(h)] + 1)
+                if h.video_id in text_rank:
+                    s += 1.0 / (rrf_k + text_rank[h.video_id] + 1)
+            else:
+                s = (1.0 - text_weight) * vnorm[id(h)] + text_weight * tnorm.get(h.video_id, 0.0)
+            fused.append(dataclasses.replace(h, score=round(s, 6)))
+        fused.sort(key=lambda h: -h.score)
+        return Hits(fused[:k])
+
+    def embed_query(self, text: str | None = None, image=None, video=None, span=None, weights=None) -> np.ndarray:
+        """The normalised query vector (D,) for a text, an image, a video (span), or text + image."""
+        has_text = text is not None and bool(str(text).strip())
+        if not has_text and image is None and video is None:
+            raise QueryError("empty query: give a text, an image, a video, or a text and an image")
+        if video is not None and (has_text or image is not None):
+            raise QueryError("a video query cannot be combined with a text or an image")
+        if span is not None and video is None:
+            raise QueryError("span applies to video queries only")
         if self.store.meta.get("model") is None:
             raise QueryError(f"{self.uri}: the store is empty; ingest videos first")
+        if video is not None:
+            return self.embed_video(video, span)
+        parts = []
         if image is not None:
-            vec = self.encoder.encode_images([_load_image(image)])[0]
-        else:
+            parts.append(self.encoder.encode_images([_load_image(image)])[0].numpy())
+        if has_text:
             text = str(text).strip()[:MAX_QUERY_CHARS]
-            vec = self.encoder.encode_text([text])[0]
-        return vec.numpy().astype(np.float32)  # (D,)
+            parts.append(self.encoder.encode_text([text])[0].numpy())
+        if len(parts) == 1:
+            if weights is not None:
+                raise QueryError("weights apply to a text and an image given together")
+            return parts[0].astype(np.float32)  # (D,)
+        w = (0.5, 0.5) if weights is None else weights  # (text, image)
+        if len(w) != 2 or any(not np.isfinite(x) or x < 0 for x in w) or sum(w) <= 0:
+            raise QueryError(f"weights must be two non-negative numbers (text, image), not both zero, got {weights!r}")
+        image_vec, text_vec = parts  # each (D,), normalised
+        mixed = float(w[0]) * text_vec + float(w[1]) * image_vec
+        norm = float(np.linalg.norm(mixed))
+        if norm < 1e-8:
+            raise QueryError("the weighted text and image embeddings cancel out")
+        return (mixed / norm).astype(np.float32)
+
+    def embed_video(self, path, span: tuple[float, float] | None = None) -> np.ndarray:
+        """A video file (or a span of it) embedded as the store embeds a clip: its sampling, the
+        encoder, then the store's temporal module over (at most max_frames of) the sampled frames."""
+        from vidclip.ingest import aggregate, read_video
+        from vidclip.sampling import select_for_clip
+
+        path = str(path)
+        if not os.path.isfile(path):
+            raise InputError(f"{path}: no such video file")
+        if span is not None:
+            if len(span) != 2 or not float(span[0]) < float(span[1]) or float(span[0]) < 0:
+                raise QueryError(f"span must be (start_s, end_s) with 0 <= start_s < end_s, got {span!r}")
+            lo, hi = float(span[0]), float(span[1])
+        sampling = self._sampling(None)
+        encoder = self.encoder
+        facts, reader = read_video(path, sampling, DecodeConfig(), encoder.decode_size)
+        frames, times = [], []
+        for chunk in reader.chunks():
+            for t, f in zip(chunk.times, chunk.frames):
+                if span is None or lo <= t < hi:
+                    frames.append(f)
+                    times.append(t)
+        if not frames:
+            where = f" in [{lo}, {hi})" if span is not None else ""
+            raise QueryError(f"{path}: no sampled frame{where} could be decoded")
+        keep = select_for_clip(len(frames), sampling.max_frames)  # (M,)
+        vectors = encoder.encode_frames([frames[i] for i in keep]).numpy()  # (M, D)
+        _, aggregator = self._temporal()
+        return aggregate(aggregator, vectors, [np.arange(len(keep))])[0].astype(np.float32)  # (D,)
+
+    # -- classify -----------------------------------------------------------------------------------
+    def classify(self, labels, templates=None, level: str = "video", k: int | None = None, *,
+                 where: dict | None = None, where_sql: str | None = None, batch_size: int = 4096):
+        """Zero-shot classification (CLIP): see vidclip.classify.classify."""
+        from vidclip.classify import classify
+
+        return classify(self, labels, templates=templates, level=level, k=k, where=where, where_sql=where_sql, batch_size=batch_size)
 
     # -- status -------------------------------------------------------------------------------------
     def status(self) -> dict:
@@ -219,6 +363,24 @@ class Library:
 
     def failures(self) -> list[dict]:
         return self.store.failures()
+
+
+def _merge_metadata(entries: list, path: str) -> list:
+    """Entries with the sidecar manifest's metadata (keyed by absolute uri) merged into theirs."""
+    import dataclasses
+    import json
+
+    from vidclip.manifest import read_manifest
+
+    sidecar = {os.path.abspath(uri): meta for uri, meta in read_manifest(path)}
+    out = []
+    for entry in entries:
+        extra = sidecar.get(entry.uri)
+        if extra:
+            merged = dict(json.loads(entry.metadata) if entry.metadata else {}, **json.loads(extra))
+            entry = dataclasses.replace(entry, metadata=json.dumps(merged, sort_keys=True, default=str))
+        out.append(entry)
+    return out
 
 
 def _load_image(image):

@@ -1,4 +1,18 @@
-"""Vector search over a store: query vector -> ranked hits with their moments."""
+"""Vector search over a store: query vector -> ranked hits with their moments.
+
+Stages of one search:
+  1. first stage: nearest clip (or whole-video) vectors, exact or ANN (`nprobes` / `refine_factor`
+     are passed to the store only when given), prefiltered to the videos a filter allows;
+  2. optional re-rank (vidclip.rerank) of the top `rerank_k` candidates on their frame vectors;
+  3. grouping: at most `per_video` hits per video (one at the video level);
+  4. moments (vidclip.moments) from the frame vectors.
+Steps 2 and 4 share ONE frames query per search (video_id/time-range predicates OR'ed together).
+
+Filters (vidclip.filters) apply to videos.  LanceDB cannot join, so the matching video_ids are
+resolved first; up to PREFILTER_MAX of them become a `video_id IN (...)` prefilter on the clip
+search; beyond that the clip search runs unfiltered and non-matching videos are dropped while
+fetching more candidates (post-filter; exhaustive at worst).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +22,22 @@ import numpy as np
 import pyarrow as pa
 
 from vidclip.errors import QueryError
-from vidclip.store import Store
+from vidclip.moments import DEFAULT_MARGIN, find_moment
+from vidclip.rerank import DEFAULT_ALPHA, DEFAULT_RERANK_K, check_rerank, rescore
+from vidclip.store import Store, sql_in, sql_str
 
 LEVELS = ("clip", "video")
 MAX_K = 1000
+PREFILTER_MAX = 10_000
 
 
 @dataclass(frozen=True)
 class Hit:
-    """One result: a video and the span inside it that matched."""
+    """One result: a video, the clip that matched and the moment inside it.
+
+    start_s / end_s: the refined moment (see vidclip.moments); clip_start_s / clip_end_s: the clip
+    (the whole video at the video level); best_t: the best-matching frame's time.  score: the final
+    ranking score (re-ranked or fused when asked); clip_score: the first-stage cosine."""
 
     video_id: str
     uri: str
@@ -24,6 +45,10 @@ class Hit:
     end_s: float
     score: float
     clip_id: int | None = None  # None for a whole-video hit
+    clip_start_s: float | None = None
+    clip_end_s: float | None = None
+    best_t: float | None = None
+    clip_score: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,6 +66,13 @@ class Hits(list):
     def to_dicts(self) -> list[dict]:
         return [h.to_dict() for h in self]
 
+    def _repr_html_(self) -> str | None:
+        try:
+            from vidclip.display import render_hits
+        except ImportError:
+            return None
+        return render_hits(self)
+
 
 _HIT_SCHEMA = pa.schema(
     [
@@ -50,6 +82,10 @@ _HIT_SCHEMA = pa.schema(
         ("end_s", pa.float64()),
         ("score", pa.float64()),
         ("clip_id", pa.int32()),
+        ("clip_start_s", pa.float64()),
+        ("clip_end_s", pa.float64()),
+        ("best_t", pa.float64()),
+        ("clip_score", pa.float64()),
     ]
 )
 
@@ -57,51 +93,150 @@ _HIT_SCHEMA = pa.schema(
 def check_request(k: int, per_video: int, level: str) -> None:
     if level not in LEVELS:
         raise QueryError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
-    if not isinstance(k, int) or not 1 <= k <= MAX_K:
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
         raise QueryError(f"k must be an integer between 1 and {MAX_K}, got {k!r}")
-    if not isinstance(per_video, int) or per_video < 1:
+    if not isinstance(per_video, int) or isinstance(per_video, bool) or per_video < 1:
         raise QueryError(f"per_video must be an integer >= 1, got {per_video!r}")
 
 
-def search_vector(store: Store, query: np.ndarray, k: int = 10, per_video: int = 1, level: str = "clip") -> Hits:
+def search_vector(
+    store: Store,
+    query: np.ndarray,
+    k: int = 10,
+    per_video: int = 1,
+    level: str = "clip",
+    *,
+    where: str | None = None,
+    rerank: str | None = None,
+    rerank_k: int = DEFAULT_RERANK_K,
+    alpha: float = DEFAULT_ALPHA,
+    margin: float = DEFAULT_MARGIN,
+    moments: bool = True,
+    nprobes: int | None = None,
+    refine_factor: int | None = None,
+) -> Hits:
     """Top-k hits for a normalised query vector (D,).  At most `per_video` hits per video at the clip
-    level; one per video at the video level.  Only fully committed ("ok") videos are returned."""
+    level; one per video at the video level.  Only fully committed ("ok") videos are returned.
+
+    where: a SQL predicate over the videos table, built by vidclip.filters (or trusted where_sql)."""
     check_request(k, per_video, level)
+    check_rerank(rerank, rerank_k, alpha)
     if not store.has_vectors:
         return Hits()
+    query = np.asarray(query, dtype=np.float32)
     table = store.segments[level]
     cap = per_video if level == "clip" else 1
-    total = store.count(table)
-    fetch = min(total, max(4 * k * cap, 32))
+    prefilter = None
+    if where:
+        ids = store.video_ids_where(where, limit=PREFILTER_MAX + 1)
+        if not ids:
+            return Hits()
+        if len(ids) <= PREFILTER_MAX:
+            prefilter = sql_in("video_id", ids)
+    total = store.count(table, prefilter)
+    want = max(k * cap, rerank_k if rerank else 0)  # candidate rows needed after dropping others
+    fetch = min(total, max(4 * want, 32))
     while True:
-        rows = store.search_vectors(table, query, fetch).to_pylist()
-        videos = store.videos_by_id({r["video_id"] for r in rows})
-        hits = _group(rows, videos, k, cap)
-        if len(hits) >= k or fetch >= total:
-            return hits
+        rows = store.search_vectors(table, query, fetch, prefilter, nprobes=nprobes, refine_factor=refine_factor).to_pylist()
+        videos = store.videos_by_id({r["video_id"] for r in rows}, where=where)
+        rows = [r for r in rows if r["video_id"] in videos]  # committed and allowed by the filter
+        for r in rows:
+            r["clip_score"] = 1.0 - float(r["_distance"])
+            r["score"] = r["clip_score"]
+        enough = len(_group(rows, k, cap)) >= k and (not rerank or len(rows) >= rerank_k)
+        if enough or fetch >= total:
+            break
         fetch = min(total, fetch * 4)
+    if rerank:
+        candidates = rows[: max(rerank_k, k * cap)]
+        frames = _frames_for(store, candidates)
+        for r in candidates:
+            m = _moment(frames, r, query, margin)
+            r["moment"] = m
+            if m is not None:
+                r["score"] = rescore(rerank, r["clip_score"], m.best_score, m.mean_score, alpha)
+        rows = sorted(candidates, key=lambda r: -r["score"])  # stable: ties keep first-stage order
+        chosen = _group(rows, k, cap)
+    else:
+        chosen = _group(rows, k, cap)
+        if moments:
+            frames = _frames_for(store, chosen)
+            for r in chosen:
+                r["moment"] = _moment(frames, r, query, margin)
+    return Hits(_hit(r, videos[r["video_id"]]) for r in chosen)
 
 
-def _group(rows: list[dict], videos: dict[str, dict], k: int, cap: int) -> Hits:
+def _group(rows: list[dict], k: int, cap: int) -> list[dict]:
     taken: dict[str, int] = {}
-    hits = Hits()
+    out = []
     for row in rows:  # already best first
         vid = row["video_id"]
-        video = videos.get(vid)
-        if video is None or taken.get(vid, 0) >= cap:
-            continue  # not committed (an interrupted ingest) or this video already has its hits
+        if taken.get(vid, 0) >= cap:
+            continue
         taken[vid] = taken.get(vid, 0) + 1
-        clip_id = row["clip_id"]
-        hits.append(
-            Hit(
-                video_id=vid,
-                uri=video["uri"],
-                start_s=float(row["start_s"]),
-                end_s=float(row["end_s"]),
-                score=round(1.0 - float(row["_distance"]), 6),
-                clip_id=None if clip_id is None or clip_id < 0 else int(clip_id),
-            )
-        )
-        if len(hits) == k:
+        out.append(row)
+        if len(out) == k:
             break
-    return hits
+    return out
+
+
+def _frames_for(store: Store, rows: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """video_id -> (times (n,), vectors (n, D)) of the frames inside the rows' spans: one query."""
+    if not rows:
+        return {}
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        spans.setdefault(r["video_id"], []).append((float(r["start_s"]), float(r["end_s"])))
+    terms = []
+    for vid, parts in spans.items():
+        ranges = " OR ".join(f"(t >= {lo!r} AND t <= {hi!r})" for lo, hi in _merge(parts))
+        terms.append(f"(video_id = {sql_str(vid)} AND ({ranges}))")
+    tbl = store.frames_where(" OR ".join(terms))
+    out = {}
+    if tbl.num_rows == 0:
+        return out
+    vids = np.asarray(tbl.column("video_id").to_pylist())
+    times = tbl.column("t").to_numpy()
+    vecs = np.stack(tbl.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)  # (N, D)
+    for vid in np.unique(vids):
+        sel = np.flatnonzero(vids == vid)
+        sel = sel[np.argsort(times[sel], kind="stable")]
+        out[str(vid)] = (times[sel], vecs[sel])
+    return out
+
+
+def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[list[float]] = []
+    for lo, hi in sorted(spans):
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    return [(a, b) for a, b in merged]
+
+
+def _moment(frames: dict, row: dict, query: np.ndarray, margin: float):
+    got = frames.get(row["video_id"])
+    if got is None:
+        return None
+    times, vecs = got
+    scores = vecs @ query  # (n,)
+    return find_moment(times, scores, float(row["start_s"]), float(row["end_s"]), margin)
+
+
+def _hit(row: dict, video: dict) -> Hit:
+    clip_id = row["clip_id"]
+    m = row.get("moment")
+    start, end = float(row["start_s"]), float(row["end_s"])
+    return Hit(
+        video_id=row["video_id"],
+        uri=video["uri"],
+        start_s=m.start_s if m else start,
+        end_s=m.end_s if m else end,
+        score=round(float(row["score"]), 6),
+        clip_id=None if clip_id is None or clip_id < 0 else int(clip_id),
+        clip_start_s=start,
+        clip_end_s=end,
+        best_t=m.best_t if m else None,
+        clip_score=round(float(row["clip_score"]), 6),
+    )

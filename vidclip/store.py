@@ -52,8 +52,16 @@ VIDEO_SCHEMA = pa.schema(
         pa.field("n_clips", pa.int32()),
         pa.field("ingested_at", pa.timestamp("us", tz="UTC")),
         pa.field("metadata", pa.string()),  # user metadata from a manifest, a JSON object
+        # Promoted from `metadata` at commit (see promote_metadata): real columns, filterable and
+        # full-text searchable.  Other metadata keys stay inside the JSON and are not filterable.
+        pa.field("title", pa.string()),
+        pa.field("description", pa.string()),
+        pa.field("tags", pa.string()),  # a list is joined with ", "
+        pa.field("search_text", pa.string()),  # title + description + tags: the FTS index's column
     ]
 )
+PROMOTED = ("title", "description", "tags")
+FTS_COLUMN = "search_text"
 SOURCE_SCHEMA = pa.schema(
     [
         pa.field("uri", pa.string(), nullable=False),
@@ -104,6 +112,28 @@ def sql_str(value: str) -> str:
 
 def sql_in(column: str, values: Iterable[str]) -> str:
     return f"{column} IN ({', '.join(sql_str(v) for v in values)})"
+
+
+def promote_metadata(row: dict) -> dict:
+    """A videos row with title / description / tags (and their FTS text) filled from its
+    `metadata` JSON.  A list of tags is joined with ", "; non-string values are stringified."""
+    try:
+        meta = json.loads(row.get("metadata") or "{}")
+    except (TypeError, ValueError):
+        meta = {}
+    if not isinstance(meta, dict):
+        meta = {}
+    out = dict(row)
+    for key in PROMOTED:
+        value = meta.get(key)
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(str(v) for v in value if v is not None)
+        elif value is not None and not isinstance(value, str):
+            value = json.dumps(value) if isinstance(value, dict) else str(value)
+        out[key] = value or None
+    text = " ".join(out[k] for k in PROMOTED if out.get(k))
+    out[FTS_COLUMN] = text or None
+    return out
 
 
 @dataclass
@@ -176,7 +206,15 @@ class Store:
         version = store.meta.get("schema_version")
         if version != SCHEMA_VERSION:
             raise StoreError(f"{uri}: store schema version {version} is not supported (expected {SCHEMA_VERSION})")
+        store._add_missing_video_columns()
         return store
+
+    def _add_missing_video_columns(self) -> None:
+        """A store made before the promoted metadata columns existed gains them (as nulls)."""
+        tbl = self.table("videos")
+        missing = [f for f in VIDEO_SCHEMA if f.name not in tbl.schema.names]
+        if missing:
+            tbl.add_columns(missing)
 
     def table(self, name: str):
         tbl = self._tables.get(name)
@@ -273,14 +311,14 @@ class Store:
         """Write a batch of finished videos with the pending -> data -> ok protocol."""
         ok_rows = [v for v in batch.videos if v["status"] == OK]
         if ok_rows:
-            pending = [dict(v, status=PENDING) for v in ok_rows]
+            pending = [dict(promote_metadata(v), status=PENDING) for v in ok_rows]
             self._upsert("videos", "video_id", pending, VIDEO_SCHEMA)
             seg = self.segments
             for name, parts in (("frames", batch.frames), (seg["clip"], batch.clips), (seg["video"], batch.video_vectors)):
                 if parts:
                     self.table(name).add(pa.concat_tables(parts))
         if batch.videos:
-            self._upsert("videos", "video_id", batch.videos, VIDEO_SCHEMA)
+            self._upsert("videos", "video_id", [promote_metadata(v) for v in batch.videos], VIDEO_SCHEMA)
         if batch.sources:
             self._upsert("sources", "uri", batch.sources, SOURCE_SCHEMA)
         if batch.replaced:
@@ -380,14 +418,17 @@ class Store:
         tbl = self.table("videos").search().select(["video_id", "status"]).limit(None).to_arrow()
         return dict(zip(tbl.column("video_id").to_pylist(), tbl.column("status").to_pylist()))
 
-    def videos_by_id(self, video_ids: Iterable[str], status: str | None = OK) -> dict[str, dict]:
+    def videos_by_id(self, video_ids: Iterable[str], status: str | None = OK, where: str | None = None) -> dict[str, dict]:
+        """video_id -> videos row, for those of `status` (and matching the trusted SQL `where`)."""
         ids = sorted(set(video_ids))
         out: dict[str, dict] = {}
         for lo in range(0, len(ids), 1000):
-            where = sql_in("video_id", ids[lo : lo + 1000])
+            where_ = sql_in("video_id", ids[lo : lo + 1000])
             if status:
-                where += f" AND status = {sql_str(status)}"
-            for row in self.table("videos").search().where(where).limit(None).to_arrow().to_pylist():
+                where_ += f" AND status = {sql_str(status)}"
+            if where:
+                where_ += f" AND ({where})"
+            for row in self.table("videos").search().where(where_).limit(None).to_arrow().to_pylist():
                 out[row["video_id"]] = row
         return out
 
@@ -400,12 +441,64 @@ class Store:
             return 0
         return int(self.table(table).count_rows(where))
 
-    def search_vectors(self, table: str, vector: np.ndarray, limit: int, where: str | None = None) -> pa.Table:
-        """Nearest rows by dot product (vectors are normalised, so score = cosine = 1 - _distance)."""
+    def search_vectors(
+        self,
+        table: str,
+        vector: np.ndarray,
+        limit: int,
+        where: str | None = None,
+        *,
+        nprobes: int | None = None,
+        refine_factor: int | None = None,
+    ) -> pa.Table:
+        """Nearest rows by dot product (vectors are normalised, so score = cosine = 1 - _distance).
+
+        `where` is a trusted SQL prefilter (build it with vidclip.filters, never from raw user text).
+        ANN hook: `nprobes` / `refine_factor` are applied only when given (an IVF index exists,
+        see vidclip/index.py); without them the search is exact, or the index's defaults."""
         query = self.table(table).search(np.asarray(vector, dtype=np.float32)).distance_type("dot").limit(limit)
+        if nprobes is not None:
+            query = query.nprobes(int(nprobes))
+        if refine_factor is not None:
+            query = query.refine_factor(int(refine_factor))
         if where:
             query = query.where(where, prefilter=True)
         return query.select(["video_id", "clip_id", "start_s", "end_s", "n_frames", "_distance"]).to_arrow()
+
+    def frames_where(self, where: str) -> pa.Table:
+        """video_id, t, vector of the stored frames matching a (built, trusted) SQL predicate."""
+        return self.table("frames").search().where(where).select(["video_id", "t", "vector"]).limit(None).to_arrow()
+
+    def video_ids_where(self, where: str, limit: int | None = None) -> list[str]:
+        """video_ids of ok videos matching a (trusted, built) SQL filter over the videos table."""
+        query = self.table("videos").search().where(f"({where}) AND status = {sql_str(OK)}").select(["video_id"]).limit(limit)
+        return query.to_arrow().column("video_id").to_pylist()
+
+    # -- full-text search ---------------------------------------------------------------------------
+    def fts_search(self, text: str, limit: int, where: str | None = None) -> pa.Table:
+        """video_id, _score of ok videos whose title/description/tags match `text` (BM25, LanceDB's
+        native FTS index over `search_text`).  The index is built on first use and rebuilt lazily
+        here whenever rows were committed since (num_unindexed_rows > 0), so ingest pays nothing."""
+        tbl = self.table("videos")
+        if FTS_COLUMN not in tbl.schema.names:
+            return pa.table({"video_id": pa.array([], pa.string()), "_score": pa.array([], pa.float32())})
+        self._ensure_fts_index(tbl)
+        cond = f"status = {sql_str(OK)}" + (f" AND ({where})" if where else "")
+        query = tbl.search(text, query_type="fts").where(cond).select(["video_id", "_score"]).limit(limit)
+        return query.to_arrow()
+
+    def _ensure_fts_index(self, tbl) -> None:
+        import warnings
+
+        stale = True
+        for idx in tbl.list_indices():
+            if FTS_COLUMN in idx.columns:
+                stats = tbl.index_stats(idx.name)
+                stale = bool(stats and stats.num_unindexed_rows)
+        if stale:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tbl.create_fts_index(FTS_COLUMN, replace=True)
 
 
 def describe_mismatch(key: str, have: dict, want: dict) -> str:
