@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
+import warnings
 
 from vidclip.errors import VidclipError
 
@@ -26,6 +28,11 @@ def _import_ray_for_loopback():
     this environment variable, read when ray is imported.  If ray was imported earlier, the same
     constant is set on the module."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # Token authentication stays on, with a fresh random token for this local cluster (no token
+    # file written under ~/.ray, no warning).
+    if "RAY_AUTH_TOKEN" not in os.environ:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     import ray
     from ray._private import ray_constants
 
@@ -42,6 +49,10 @@ def ray_session(options: JobOptions):
     import sys
 
     ray = _import_ray_for_loopback() if not options.ray_address else __import__("ray")
+    # lancedb warns on every fork; Ray and the decode sandbox fork only to exec a new program.
+    warnings.filterwarnings("ignore", message="lancedb fork support is experimental", category=RuntimeWarning)
+    for name in ("ray", "ray.data", "ray._private"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     with contextlib.redirect_stdout(sys.stderr):
         with _session(ray, options):
             yield ray

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import traceback
+import warnings
 from multiprocessing.connection import Connection
 from typing import Callable, Iterator
 
@@ -82,6 +83,7 @@ class DecodeSandbox:
         self._conn = None
 
     def _start(self) -> None:
+        warnings.filterwarnings("ignore", message="lancedb fork support is experimental", category=RuntimeWarning)
         # A plain `python -c` child (not multiprocessing's spawn, which re-imports the caller's
         # __main__: that breaks scripts read from stdin and re-runs unguarded user scripts).
         parent, child = socket.socketpair()
