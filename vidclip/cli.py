@@ -9,6 +9,8 @@ import os
 import sys
 
 from vidclip import learn_cli
+from vidclip.arguments import positive_float as _positive_float
+from vidclip.arguments import positive_int as _positive_int
 from vidclip.errors import InputError, VidclipError
 
 EXIT_ERROR = 2
@@ -17,26 +19,6 @@ EXIT_ERROR = 2
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, no usage dump
         self.exit(EXIT_ERROR, f"vidclip: error: {message} (see '{self.prog} --help')\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
