@@ -6,7 +6,6 @@ lancedb) happen inside the commands, so importing this module stays cheap.
 
 from __future__ import annotations
 
-import argparse
 import json
 
 from vidclip.arguments import fraction as _fraction
