@@ -180,3 +180,30 @@ def test_classify_video_and_clip_level(lib):
         lib.classify(["only one"])
     with pytest.raises(QueryError):
         lib.classify(labels, templates=["no placeholder"])
+
+
+@pytest.mark.slow
+def test_rerank_benchmark_frame_max_beats_clip_vector(tmp_path):
+    """A picture from one 1-second scene inside a 6-second clip: the clip vector dilutes it,
+    frame-level max finds it (pipelines/rerank_benchmark.py; larger run numbers in the README)."""
+    from pipelines.rerank_benchmark import run
+
+    result = run(tmp_path, TINY, n_videos=3, duration_s=6.0, clip_s=6.0)
+    assert result["R@1 max"] == 100.0
+    assert result["R@1 max"] > result["R@1 first-stage"]
+
+
+def test_classify_cli_json(lib, capsys):
+    import argparse
+
+    from vidclip import query_cli
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    query_cli.add_parsers(sub)
+    args = parser.parse_args(["classify", "a red ball", "a forest", "--db", lib.uri, "--level", "clip",
+                              "--template", "a video of {}.", "--json", "--device", "cpu"])
+    assert query_cli.COMMANDS["classify"](args) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == lib.store.count("clips") and all(r["label"] in ("a red ball", "a forest") for r in rows)
+    assert all(abs(r["p:a red ball"] + r["p:a forest"] - 1) < 1e-6 for r in rows)
