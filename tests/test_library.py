@@ -75,10 +75,12 @@ def test_per_video_and_video_level(ingested):
         counts[h.video_id] = counts.get(h.video_id, 0) + 1
     assert max(counts.values()) == 2 and len(hits) == sum(min(2, n) for n in _clips_per_video(lib).values())
     whole = lib.search("anything", k=10, level="video")
-    assert len(whole) == report.ok and all(h.clip_id is None and h.start_s == 0.0 for h in whole)
+    # start_s/end_s are now the refined moment; the whole-video span is clip_start_s/clip_end_s
+    assert len(whole) == report.ok and all(h.clip_id is None and h.clip_start_s == 0.0 <= h.start_s for h in whole)
     assert {h.video_id for h in whole} == set(_clips_per_video(lib))
     table = whole.to_arrow()
-    assert table.column_names == ["video_id", "uri", "start_s", "end_s", "score", "clip_id"]
+    assert table.column_names[:6] == ["video_id", "uri", "start_s", "end_s", "score", "clip_id"]
+    assert {"clip_start_s", "clip_end_s", "best_t"} <= set(table.column_names)
 
 
 def _clips_per_video(lib):
