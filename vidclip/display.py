@@ -18,6 +18,7 @@ import base64
 import html
 import io
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Callable, Iterable
@@ -44,9 +45,10 @@ _CARD = (
 _MEDIA_BOX = "width:100%;aspect-ratio:16/10;background:#0d1117;display:flex;align-items:center;justify-content:center"
 _IMG = "max-width:100%;max-height:100%;object-fit:contain;display:block"
 _BODY = "padding:8px 10px;display:flex;flex-direction:column;gap:4px;min-width:0"
-_NAME = "font-weight:600;white-space:nowrap;overflow:hidden;text-overflow:ellipsis"
+_NAME = "font-weight:600;overflow-wrap:anywhere"  # long names wrap: the suffix matters
 _ROW = "display:flex;justify-content:space-between;gap:8px;color:#57606a;font-variant-numeric:tabular-nums"
-_VIDEO = "width:100%;max-height:160px;background:#000;margin-top:4px"
+_PLAY = "cursor:pointer;color:#0969da;user-select:none"
+_VIDEO = "width:100%;max-height:240px;background:#000;margin-top:4px"
 _PLACEHOLDER = "color:#c9d1d9;padding:10px;text-align:center;font-size:12px;word-break:break-word"
 
 
@@ -87,7 +89,7 @@ def render_hits(
 
 def format_time(t: float) -> str:
     """Seconds -> ``mm:ss.s`` (``75.25`` -> ``01:15.3``); hours roll into the minutes."""
-    tenths = int(round(max(0.0, float(t)) * 10))
+    tenths = int(math.floor(max(0.0, float(t)) * 10 + 0.5))  # half up: 0.25 -> 00:00.3
     minutes, tenths = divmod(tenths, 600)
     return f"{minutes:02d}:{tenths // 10:02d}.{tenths % 10}"
 
@@ -155,14 +157,23 @@ def _card(i: int, hit, thumb: tuple[str | None, str], thumb_width: int, video_ur
         f'<div class="vidclip-hit" style="{_CARD}">'
         f'<div style="{_MEDIA_BOX}" title="best frame at {format_time(best_t)}">{media}</div>'
         f'<div style="{_BODY}">'
-        f'<div style="{_NAME}" title="{html.escape(uri)}">{i + 1}. {html.escape(name)}</div>'
+        f'<div style="{_NAME}" title="{html.escape(uri)}">{i + 1}. {_breakable(name)}</div>'
         f'<div style="{_ROW}"><span>score {score:.4f}</span>'
         f"<span>{format_time(start)}–{format_time(end)}</span></div>"
         f"{clip}"
-        # preload="none": nothing is fetched until the user presses play.
-        f'<video controls preload="none" src="{html.escape(src)}" style="{_VIDEO}"></video>'
+        # Collapsed until asked for; preload="none": nothing is fetched until the user presses play.
+        f'<details><summary style="{_PLAY}">play this moment</summary>'
+        f'<video controls preload="none" src="{html.escape(src)}" style="{_VIDEO}"></video></details>'
         "</div></div>"
     )
+
+
+def _breakable(name: str) -> str:
+    """Escaped, with line-break opportunities after _ . - so long file names wrap at natural points."""
+    out = html.escape(name)
+    for ch in "_.-":
+        out = out.replace(ch, ch + "<wbr>")
+    return out
 
 
 def _display_name(uri: str) -> str:
