@@ -1,0 +1,107 @@
+"""vidclip.index: ANN index build, calibrated recall, rows added after indexing, exact below threshold."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from vidclip import index as vindex
+from vidclip.store import OK, VIDEO_SCHEMA, Store, segment_schema, vectors_array
+
+DIM = 64
+
+
+def _vectors(n: int, rng, n_clusters: int = 40) -> np.ndarray:
+    centres = rng.standard_normal((n_clusters, DIM)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    x = centres[rng.integers(0, n_clusters, n)] + 0.1 * rng.standard_normal((n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _add(store: Store, vecs: np.ndarray, start: int, level: str = "clip") -> None:
+    n = len(vecs)
+    ids = [f"v{i:06d}" for i in range(start, start + n)]
+    store.table(store.segments[level]).add(pa.table({
+        "video_id": ids, "clip_id": pa.array(np.zeros(n), pa.int32()), "start_s": np.zeros(n), "end_s": np.ones(n),
+        "n_frames": pa.array(np.ones(n), pa.int32()), "temporal": ["mean"] * n, "vector": vectors_array(vecs),
+    }, schema=segment_schema(DIM)))
+    if level == "clip":
+        store.table("videos").add(pa.Table.from_pylist([{"video_id": v, "uri": f"/x/{v}.mp4", "status": OK} for v in ids],
+                                                       schema=VIDEO_SCHEMA))
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(str(tmp_path / "db"), create=True)
+    s.ensure_vector_tables(DIM)
+    rng = np.random.default_rng(0)
+    _add(s, _vectors(3000, rng), 0)
+    _add(s, _vectors(300, rng), 0, level="video")
+    return s
+
+
+def _search(store, table, q, opts, k=10, exact=False):
+    query = store.table(table).search(q).distance_type("dot").limit(k).select(["video_id", "_distance"])
+    if exact:
+        query = query.bypass_vector_index()
+    if opts.get("nprobes"):
+        query = query.nprobes(opts["nprobes"])
+    if opts.get("refine_factor"):
+        query = query.refine_factor(opts["refine_factor"])
+    return query.to_arrow().column("video_id").to_pylist()
+
+
+def test_below_threshold_stays_exact(store):
+    report = vindex.build_index(store)  # 3000 rows << EXACT_THRESHOLD
+    assert [t.mode for t in report.tables] == ["exact", "exact"]
+    assert "exact" in report.tables[0].note
+    assert vindex.query_options(store, store.segments["clip"]) == {}
+    assert store.table(store.segments["clip"]).index_stats(vindex.INDEX_NAME) is None
+
+
+def test_forced_index_recall_and_new_rows(store):
+    table = store.segments["clip"]
+    report = vindex.build_index(store, force=True)
+    clip = report.tables[0]
+    assert clip.mode == "ann" and clip.index_type == vindex.DEFAULT_INDEX_TYPE
+    assert clip.num_partitions == round(3000 ** 0.5)
+    assert clip.indexed_rows == 3000 and clip.unindexed_rows == 0
+    assert clip.recall_at_10 >= vindex.TARGET_RECALL
+    opts = vindex.query_options(store, table)
+    assert opts["nprobes"] == clip.nprobes
+    assert store.meta["index"][table]["mode"] == "ann"
+
+    # recall of the recorded options on fresh held-out queries from the same distribution
+    rng = np.random.default_rng(1)
+    queries = _vectors(40, rng)
+    found = [set(_search(store, table, q, opts)) for q in queries]
+    truth = [set(_search(store, table, q, {}, exact=True)) for q in queries]
+    assert vindex.recall(truth, found) >= vindex.TARGET_RECALL, (clip, vindex.recall(truth, found))
+
+    # rows ingested after the index are searchable at once (flat scan of unindexed fragments)
+    new = _vectors(50, np.random.default_rng(2))
+    _add(store, new, 100_000)
+    for i in range(0, 50, 10):
+        assert _search(store, table, new[i], opts, k=1) == [f"v{100_000 + i:06d}"]
+    status = vindex.index_status(store).tables[0]
+    assert status.unindexed_rows == 50 and not status.needs_reindex  # 50/3050 < 10%
+    _add(store, _vectors(400, rng), 200_000)
+    assert vindex.index_status(store).tables[0].needs_reindex  # 450/3450 > 10%
+
+
+def test_cli_index_json(store, capsys):
+    from vidclip import index_cli
+
+    parser = argparse.ArgumentParser()
+    index_cli.add_parsers(parser.add_subparsers(dest="cmd"))
+    args = parser.parse_args(["index", "--db", store.uri, "--json", "--force", "--threshold", "10"])
+    assert index_cli.COMMANDS["index"](args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [t["mode"] for t in out["tables"]] == ["ann", "ann"]
+    args = parser.parse_args(["index", "--db", store.uri, "--status"])
+    assert index_cli.COMMANDS["index"](args) == 0
+    assert "IVF" in capsys.readouterr().out
