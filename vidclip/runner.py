@@ -2,13 +2,19 @@
 
 It is the debugging/test path and the fallback when Ray is not wanted.  Frames
 from many videos share each encoder batch; finished videos are committed in bulk.
-Memory is bounded by one decode chunk plus one encoder batch plus the frame
-vectors of the videos in flight (a few KB per sampled frame).
+
+Decoding overlaps encoding: a background thread drives the decoder (the sandbox child,
+which decodes in its own process) and hands its messages over a small bounded queue,
+so the child decodes the next chunk or video while this thread runs the model.
+Memory is bounded by PREFETCH_CHUNKS decode chunks plus one encoder batch plus the
+frame vectors of the videos in flight (a few KB per sampled frame).
 """
 
 from __future__ import annotations
 
 import logging
+import queue as queue_mod
+import threading
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -23,6 +29,11 @@ from vidclip.sandbox import CHUNK, FACTS, make_decoder
 from vidclip.store import Store
 
 log = logging.getLogger("vidclip")
+
+# Decoded chunks (<= DecodeConfig.chunk_frames frames each) waiting for the encoder.  0: no background
+# thread, decode and encode take turns in this thread (the pre-overlap behaviour; for debuggers/profilers).
+PREFETCH_CHUNKS = 4
+_END, _ERROR, _EOF, _FATAL = "end", "error", "eof", "fatal"
 
 
 @dataclass
@@ -101,41 +112,133 @@ def run_in_process(
         queue = _Queue()
         finish_ready()
 
-    def handle(item) -> None:
-        if isinstance(item, Skip):
-            committer.skipped(item)
-            return
-        if isinstance(item, Failure):
-            committer.failed(item, item.error)
-            return
-        slot = None
-        try:
-            for kind, payload in decoder.run(item.entry.uri, sampling, decode, geometry):
-                if kind == FACTS:
-                    k = len(payload.plan.frame_index)
-                    slot = _Slot(item, payload, np.zeros((k, encoder.dim), np.float32), np.zeros(k, bool))
-                    in_flight.append(slot)
-                elif kind == CHUNK:
-                    queue.slots.append(slot)
-                    queue.positions.append(payload.position)
-                    queue.frames.extend(payload.frames)
-                    queue.size += len(payload.position)
-                    slot.queued += len(payload.position)
-                    if queue.size >= encoder.batch_size:
-                        encode_queue()
-                else:
-                    slot.decoder, slot.note, slot.decoded = payload["decoder"], payload["note"], True
-        except MediaError as exc:
-            if slot is not None:
-                slot.failed = exc.reason
-            committer.failed(item, exc.reason)
-            return
-        finish_ready()
+    slot: _Slot | None = None
+
+    def on_message(item, kind, payload) -> None:
+        nonlocal slot
+        if kind == FACTS:
+            k = len(payload.plan.frame_index)
+            slot = _Slot(item, payload, np.zeros((k, encoder.dim), np.float32), np.zeros(k, bool))
+            in_flight.append(slot)
+        elif kind == CHUNK:
+            queue.slots.append(slot)
+            queue.positions.append(payload.position)
+            queue.frames.extend(payload.frames)
+            queue.size += len(payload.position)
+            slot.queued += len(payload.position)
+            if queue.size >= encoder.batch_size:
+                encode_queue()
+        else:
+            slot.decoder, slot.note, slot.decoded = payload["decoder"], payload["note"], True
+
+    def on_error(item, reason: str) -> None:
+        if slot is not None and slot.work is item:
+            slot.failed = reason
+        committer.failed(item, reason)
 
     geometry = FrameGeometry.of_model(encoder.model)
+    items = triage(entries, store.sources(), store.video_status(), retry_failed)
     with make_decoder(decode.job, decode.timeout_s, decode.isolate) as decoder:
-        for item in triage(entries, store.sources(), store.video_status(), retry_failed):
-            handle(item)
+        with _Prefetch(items, decoder, sampling, decode, geometry) as messages:
+            for tag, item, payload in messages:
+                if tag == "skip":
+                    committer.skipped(item)
+                elif tag == "failure":
+                    committer.failed(item, item.error)
+                elif tag == "start":
+                    slot = None
+                elif tag == "msg":
+                    on_message(item, *payload)
+                elif tag == _ERROR:
+                    on_error(item, payload)
+                elif tag == _END:
+                    finish_ready()
     encode_queue()
     finish_ready()
     return committer.close()
+
+
+class _Prefetch:
+    """Runs triage and the decoder on a background thread; yields (tag, item, payload) in order.
+
+    Tags: "skip" / "failure" (triage's verdicts), "start" (a video begins), "msg" (one decoder
+    message), "error" (the video failed: payload is the reason), "end" (the video is over).
+    The queue holds at most PREFETCH_CHUNKS messages, so decoding runs at most that far ahead.
+    """
+
+    def __init__(self, items, decoder, sampling, decode, geometry, depth: int | None = None):
+        self._items, self._decoder = items, decoder
+        self._job = (sampling, decode, geometry)
+        self.depth = PREFETCH_CHUNKS if depth is None else int(depth)
+        self._q: queue_mod.Queue = queue_mod.Queue(maxsize=max(1, self.depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="vidclip-decode", daemon=True)
+
+    def _put(self, message) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(message, timeout=0.2)
+                return True
+            except queue_mod.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            for item in self._items:
+                if isinstance(item, Skip):
+                    ok = self._put(("skip", item, None))
+                elif isinstance(item, Failure):
+                    ok = self._put(("failure", item, None))
+                else:
+                    ok = self._put(("start", item, None))
+                    try:
+                        for message in self._decoder.run(item.entry.uri, *self._job):
+                            if not (ok := self._put(("msg", item, message))):
+                                break
+                    except MediaError as exc:
+                        ok = ok and self._put((_ERROR, item, exc.reason))
+                    ok = ok and self._put((_END, item, None))
+                if not ok:
+                    return
+        except BaseException as exc:  # a bug, or an error reading the inputs: re-raised in the caller
+            self._put((_FATAL, None, exc))
+            return
+        self._put((_EOF, None, None))
+
+    def __enter__(self):
+        if self.depth > 0:
+            self._thread.start()
+        return self
+
+    def _inline(self):
+        for item in self._items:
+            if isinstance(item, Skip):
+                yield "skip", item, None
+            elif isinstance(item, Failure):
+                yield "failure", item, None
+            else:
+                yield "start", item, None
+                try:
+                    for message in self._decoder.run(item.entry.uri, *self._job):
+                        yield "msg", item, message
+                except MediaError as exc:
+                    yield _ERROR, item, exc.reason
+                yield _END, item, None
+
+    def __iter__(self):
+        if self.depth <= 0:
+            yield from self._inline()
+            return
+        while True:
+            tag, item, payload = self._q.get()
+            if tag == _EOF:
+                return
+            if tag == _FATAL:
+                raise payload
+            yield tag, item, payload
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()

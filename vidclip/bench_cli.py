@@ -1,0 +1,32 @@
+"""`vidclip bench decode|encode|ingest`: the performance benchmarks (pipelines/bench_*.py).
+
+Wired into vidclip/cli.py with `add_parsers(sub, _Parser)` and `COMMANDS`.  Each benchmark generates
+its corpus once into a cache directory (default ~/.cache/vidclip-bench, or $VIDCLIP_BENCH_CACHE)
+and writes a JSON result (machine, versions, every run, medians) to bench/<name>.json.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_BENCHES = {
+    "decode": ("pipelines.bench_decode", "decord vs PyAV: full, sparse (seek vs decode-through), fps, keyframes, resize"),
+    "encode": ("pipelines.bench_encode", "image tower images/s on CPU: batch sizes, bf16, channels_last, threads, compile"),
+    "ingest": ("pipelines.bench_ingest", "end-to-end ingest vs decode-only + encode-only walls, peak memory"),
+}
+
+
+def add_parsers(subparsers, parser_class=None) -> None:
+    p = subparsers.add_parser("bench", help="performance benchmarks on generated videos (results in bench/*.json)")
+    which = p.add_subparsers(dest="bench", metavar="decode|encode|ingest")
+    which.required = True
+    for name, (module, help_text) in _BENCHES.items():
+        sp = which.add_parser(name, help=help_text)
+        importlib.import_module(module).add_arguments(sp)
+
+
+def cmd_bench(args) -> int:
+    return importlib.import_module(_BENCHES[args.bench][0]).cli(args)
+
+
+COMMANDS = {"bench": cmd_bench}
