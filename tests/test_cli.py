@@ -66,8 +66,12 @@ def test_search_and_status_from_other_processes(db, cli_env, tmp_path):
     query = tmp_path / "q.png"
     Image.fromarray(draw_frame(LIBRARY_SPECS["h264_320x240.mp4"], 3.2)).save(query)
     hits = json.loads(run(["search", "--image", str(query), "--db", str(db), "-k", "2", "--json"], cli_env).stdout)
-    assert [set(h) for h in hits] == [{"video_id", "uri", "start_s", "end_s", "score", "clip_id"}] * 2
-    assert hits[0]["uri"] == str(videos / "h264_320x240.mp4") and hits[0]["start_s"] <= 3.2 < hits[0]["end_s"]
+    core = {"video_id", "uri", "start_s", "end_s", "score"}  # the contract scripts rely on
+    moment = {"clip_id", "clip_start_s", "clip_end_s", "best_t", "clip_score"}  # the refined moment's clip
+    assert [set(h) for h in hits] == [core | moment] * 2
+    assert all(h["clip_start_s"] <= h["start_s"] <= h["best_t"] < h["end_s"] <= h["clip_end_s"] for h in hits)
+    assert hits[0]["uri"] == str(videos / "h264_320x240.mp4") and hits[0]["clip_start_s"] <= 3.2 < hits[0]["clip_end_s"]
+    assert abs(hits[0]["best_t"] - 3.2) <= 0.5  # the best frame is the query's own (frames every 0.5 s)
     per = json.loads(run(["search", "a red ball", "--db", str(db), "-k", "20", "--per-video", "3", "--json"], cli_env).stdout)
     assert len(per) == report["clips"]  # no video has more than 3 clips
     assert len({h["video_id"] for h in per}) == len(LIBRARY_SPECS)
@@ -95,7 +99,7 @@ def test_model_mismatch_is_refused(db, cli_env):
         (["search", "x", "--db", "{tmp}/nostore"], "no vidclip store"),
         (["status", "--db", "{tmp}/notastore"], "not a vidclip store"),
         (["status", "--db", "{tmp}/afile"], "not a directory"),
-        (["search", "--db", "{tmp}/db"], "give a text QUERY or --image"),
+        (["search", "--db", "{tmp}/db"], "give a text QUERY, --image PATH or --video PATH"),
         (["search", "x", "--db", "{tmp}/db", "-k", "0"], "argument -k"),
         (["ingest", "{tmp}/emptydir", "--db", "{tmp}/db", "--fps", "-1"], "argument --fps"),
         (["frobnicate"], "invalid choice"),

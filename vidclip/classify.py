@@ -92,7 +92,7 @@ def classify(lib, labels, templates=None, level: str = "video", k: int | None = 
     k: None returns every item (store order); an int returns the k most confident items."""
     from vidclip.filters import build_where
     from vidclip.search import LEVELS, MAX_K
-    from vidclip.store import OK, sql_in
+    from vidclip.store import OK
 
     if level not in LEVELS:
         raise QueryError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from vidclip import learn_cli
+from vidclip import index_cli, learn_cli, query_cli
 from vidclip.arguments import positive_float as _positive_float
 from vidclip.arguments import positive_int as _positive_int
 from vidclip.errors import InputError, VidclipError
@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=_positive_int, default=10, help="number of hits (default 10)")
     p.add_argument("--per-video", type=_positive_int, default=1, help="hits allowed per video (default 1)")
     p.add_argument("--level", choices=["clip", "video"], default="clip", help="rank clips (default) or whole videos")
+    p.add_argument("--video", help="a video file as the query (embedded the way the store embeds clips)")
+    p.add_argument("--span", nargs=2, type=float, metavar=("START", "END"), help="with --video: only this span (seconds)")
+    p.add_argument("--rerank", choices=["max", "mean", "fusion"], help="re-score the top candidates on their frame vectors")
+    p.add_argument("--hybrid", action="store_true", help="fuse full-text search over title/description/tags")
+    p.add_argument("--filter", action="append", default=[], metavar="COLUMN=VALUE",
+                   help="keep videos whose COLUMN equals VALUE (repeatable; values are quoted safely)")
+    p.add_argument("--where-sql", help="raw SQL filter on the videos table: TRUSTED INPUT ONLY")
     model_args(p)
     p.add_argument("--json", action="store_true", help="print a JSON list of hits")
 
@@ -79,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     learn_cli.add_parsers(sub, _Parser)
+    query_cli.add_parsers(sub, _Parser)
+    index_cli.add_parsers(sub, _Parser)
 
     p = sub.add_parser("demo", help="generate sample videos, ingest them and search them")
     p.add_argument("dir", nargs="?", default="vidclip-demo", help="working folder (default ./vidclip-demo)")
@@ -187,17 +196,37 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_search(args) -> int:
-    if not args.query and not args.image:
-        raise InputError("give a text QUERY or --image PATH")
-    if args.query and args.image:
-        raise InputError("give either a text QUERY or --image PATH, not both")
+    if not args.query and not args.image and not args.video:
+        raise InputError("give a text QUERY, --image PATH or --video PATH")
+    if args.span and not args.video:
+        raise InputError("--span goes with --video")
+    where = {}
+    for item in args.filter:
+        column, sep, value = item.partition("=")
+        if not sep or not column:
+            raise InputError(f"--filter expects COLUMN=VALUE, got {item!r}")
+        where[column] = _typed(value)
     lib = _open(args, create=False)
-    hits = lib.search(args.query, image=args.image, k=args.k, per_video=args.per_video, level=args.level)
+    hits = lib.search(
+        args.query, image=args.image, video=args.video, span=tuple(args.span) if args.span else None,
+        k=args.k, per_video=args.per_video, level=args.level, rerank=args.rerank, hybrid=args.hybrid,
+        where=where or None, where_sql=args.where_sql,
+    )
     if args.json:
         print(json.dumps(hits.to_dicts()))
     else:
         _print_hits(hits)
     return 0
+
+
+def _typed(value: str):
+    """A --filter value: a number when it reads as one, else the string itself."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _print_hits(hits) -> None:
@@ -250,6 +279,8 @@ def cmd_demo(args) -> int:
 COMMANDS = {
     "ingest": cmd_ingest, "search": cmd_search, "status": cmd_status, "prune": cmd_prune, "demo": cmd_demo,
     **learn_cli.COMMANDS,
+    **query_cli.COMMANDS,
+    **index_cli.COMMANDS,
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
@@ -20,6 +20,10 @@ from vidclip.errors import InputError, QueryError, StoreMismatchError
 from vidclip.ingest import IngestReport
 from vidclip.rerank import DEFAULT_ALPHA, DEFAULT_RERANK_K, check_rerank
 from vidclip.search import MAX_K, Hits, check_request, search_vector
+
+if TYPE_CHECKING:
+    from pipelines.options import JobOptions
+    from vidclip.committer import CommitPolicy
 from vidclip.store import Store, describe_mismatch
 
 log = logging.getLogger("vidclip")

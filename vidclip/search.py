@@ -125,6 +125,12 @@ def search_vector(
         return Hits()
     query = np.asarray(query, dtype=np.float32)
     table = store.segments[level]
+    if nprobes is None and refine_factor is None:
+        from vidclip.index import query_options
+
+        # the parameters `vidclip index` measured for this table ({} when it searches exactly)
+        opts = query_options(store, table)
+        nprobes, refine_factor = opts.get("nprobes"), opts.get("refine_factor")
     cap = per_video if level == "clip" else 1
     prefilter = None
     if where:
