@@ -1,0 +1,60 @@
+"""The benchmark plumbing (no timing assertions: numbers are reported, never asserted)."""
+
+import argparse
+import json
+
+import numpy as np
+
+from pipelines import bench_decode, corpus
+from vidclip import bench_cli
+from vidclip.probe import probe
+
+
+def _parser():
+    ap = argparse.ArgumentParser()
+    bench_cli.add_parsers(ap.add_subparsers(dest="command"), argparse.ArgumentParser)
+    return ap
+
+
+def test_cli_parses_each_benchmark():
+    ap = _parser()
+    a = ap.parse_args(["bench", "decode", "--quick", "--repeats", "1", "--out", "x.json"])
+    assert (a.command, a.bench, a.quick, a.repeats, a.out) == ("bench", "decode", True, 1, "x.json")
+    a = ap.parse_args(["bench", "encode", "--models", "ViT-B-32", "--batch-sizes", "1", "8"])
+    assert a.models == ["ViT-B-32"] and a.batch_sizes == [1, 8]
+    a = ap.parse_args(["bench", "ingest", "--n", "10", "100"])
+    assert a.n == [10, 100] and a.worker is None
+    assert set(bench_cli.COMMANDS) == {"bench"}
+
+
+def test_corpus_video_is_written_once_with_its_keyframe_interval(tmp_path):
+    v = corpus.CorpusVideo("h264", "360p", 3, 1, fps=10)
+    (path,) = corpus.ensure([v], tmp_path, log=lambda *_: None)
+    mtime = path.stat().st_mtime_ns
+    assert corpus.ensure([v], tmp_path, log=lambda *_: None) == [path] and path.stat().st_mtime_ns == mtime
+    pr = probe(str(path), 1 << 40)
+    assert (pr.info.width, pr.info.height, pr.info.n_frames) == (640, 360, 30)
+    np.testing.assert_allclose(pr.timeline[pr.keyframes], [0.0, 1.0, 2.0])
+
+
+def test_machine_info_and_result_file(tmp_path):
+    info = corpus.machine_info()
+    assert {"cpu_count", "av", "decord", "torch", "python"} <= set(info)
+    out = corpus.write_result(tmp_path / "r.json", {"machine": info, "x": np.float64(1.5)})
+    assert json.loads(out.read_text())["machine"]["cpu_count"] == info["cpu_count"]
+
+
+def test_decode_cases_read_the_planned_frames(tmp_path):
+    (path,) = corpus.ensure([corpus.CorpusVideo("h264", "360p", 4, 1, fps=10)], tmp_path, log=lambda *_: None)
+    pr = probe(str(path), 1 << 40)
+    size = bench_decode.decode_size(pr.info.width, pr.info.height)
+    assert size == (398, 224)
+    for case in ("full", "uniform12", "fps1", "keyframes"):
+        plan = bench_decode._plan(pr, case)
+        for dec, seek in (("pyav", "never"), ("pyav", "auto"), ("decord", "-")):
+            r = bench_decode._read(str(path), pr, plan, dec, seek, size)
+            assert r["frames"] == len(plan.frame_index) and r["missing"] == 0
+    rows = [{"video": "v", "case": c, "decoder": "pyav", "seek": "never", "wall_s": w, "cpu_s": w}
+            for c, w in (("full", 4.0), ("uniform12", 1.0), ("fps1", 2.0), ("keyframes", 0.5))]
+    s = bench_decode.summarize(rows)["v"]
+    assert s["uniform12"]["speedup_cpu_vs_full"] == 4.0 and s["keyframes"]["speedup_wall_vs_full"] == 8.0
