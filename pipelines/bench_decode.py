@@ -86,9 +86,11 @@ def _resize_after(path, pr, plan, size) -> int:
     return n
 
 
-def run(repeats: int = 3, quick: bool = False, cache: Path = corpus.DEFAULT_CACHE, log=print) -> dict:
+def run(repeats: int = 3, quick: bool = False, cache: Path = corpus.DEFAULT_CACHE, log=print, only=None) -> dict:
     quiet_native_logs()
     videos = corpus.DECODE_SET if not quick else [v for v in corpus.DECODE_SET if v.duration_s <= 60][:3]
+    if only:
+        videos = [v for v in videos if any(o in v.name for o in only)]
     paths = corpus.ensure(videos, cache, log)
     rows = []
     for v, path in zip(videos, paths):
@@ -115,7 +117,7 @@ def run(repeats: int = 3, quick: bool = False, cache: Path = corpus.DEFAULT_CACH
                     f"wall {t['wall_s']:7.2f}s cpu {t['cpu_s']:7.2f}s  {row['frames_per_cpu_s']:8.1f} fr/cpu-s")
     # decode-time resize vs resize afterwards (720p, 60 s, 4 frames/s)
     resize = {}
-    v = next(v for v in videos if v.res == "720p" and v.duration_s == 60)
+    v = next(v for v in corpus.DECODE_SET if v.res == "720p" and v.duration_s == 60)
     path = str(cache / v.name)
     pr = probe(path, BUDGET)
     plan = plan_samples(pr.timeline, pr.info.duration_s, SamplingConfig(fps=4.0))
@@ -159,11 +161,12 @@ def add_arguments(ap) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="short videos only (smoke run)")
     ap.add_argument("--cache", type=Path, default=corpus.DEFAULT_CACHE, help="corpus cache directory")
+    ap.add_argument("--only", nargs="+", help="only corpus videos whose name contains one of these")
     ap.add_argument("--out", default="bench/decode.json")
 
 
 def cli(args) -> int:
-    result = run(args.repeats, args.quick, Path(args.cache).expanduser())
+    result = run(args.repeats, args.quick, Path(args.cache).expanduser(), only=args.only)
     print(f"wrote {corpus.write_result(args.out, result)}")
     return 0
 

@@ -169,11 +169,13 @@ class SampleReader:
                     jump = use_seek and kf_before[i] > max(cur, 0)  # a keyframe lies ahead of the decoder
                     if frames is None or jump:
                         if jump:
+                            _close(frames)
                             container.seek(int(pts_all[kf_before[i]]), stream=stream, backward=True, any_frame=False)
                             self.seeks += 1
                         frames = _decoded(container, stream)
                         pending = next(frames, None)
                         if pending is not None and pending.pts > target:  # the seek overshot: decode through
+                            _close(frames)
                             container.seek(int(pts_all[0]), stream=stream, backward=True, any_frame=False)
                             use_seek = False
                             frames = _decoded(container, stream)
@@ -192,6 +194,10 @@ class SampleReader:
                     if len(got_pos) == self.chunk_frames:
                         yield self._pyav_chunk(got_pos, got_frames)
                         got_pos, got_frames = [], []
+                # A suspended decode generator must be closed while its container is open: freed
+                # after the container closed, ffmpeg's frame threads deadlock (seen on 1080p H.264).
+                pending = None
+                _close(frames)
         except av.error.FFmpegError as exc:
             if found == 0 and not got_pos:
                 raise DecodeError(self.path, _one_line(exc)) from None
@@ -223,6 +229,11 @@ def _decoded(container, stream) -> Iterator:
     for frame in container.decode(stream):
         if frame.pts is not None:
             yield frame
+
+
+def _close(frames) -> None:
+    if frames is not None:
+        frames.close()
 
 
 def _one_line(exc: BaseException) -> str:
