@@ -142,6 +142,8 @@ def summarize(rows: list[dict]) -> dict:
         s = {"full_best": f"{full['decoder']}", "full_wall_s": full["wall_s"], "full_cpu_s": full["cpu_s"]}
         for case in ("uniform12", "fps1", "keyframes"):
             cands = [by[k] for k in by if k[0] == video and k[1] == case]
+            if not cands:
+                continue
             best = min(cands, key=lambda r: r["cpu_s"])
             s[case] = {"best": f"{best['decoder']}/{best['seek']}", "wall_s": best["wall_s"], "cpu_s": best["cpu_s"],
                        "speedup_wall_vs_full": full["wall_s"] / best["wall_s"],
