@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 
 DEFAULT_CACHE = Path(os.environ.get("VIDCLIP_BENCH_CACHE", "~/.cache/vidclip-bench")).expanduser()
 RESOLUTIONS = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}

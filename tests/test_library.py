@@ -169,3 +169,18 @@ def test_changed_content_at_same_path_replaces_old_rows(ingested):
     path.write_bytes(b"garbage" * 100)
     report = lib.ingest([videos], progress=False)
     assert report.failed == 1 and lib.store.count("clips", f"video_id = '{new_id}'") == 0
+
+
+def test_keyframes_mode_end_to_end(tmp_path):
+    """mode="keyframes" samples only keyframes (here one every 1.5 s) and records the mode in the store."""
+    from vidclip.synth import VideoSpec, write_video
+
+    spec = VideoSpec(fps=10, duration_s=6.0, gop=15, seed=21, scene_seconds=2.0)
+    path = write_video(tmp_path / "gop.mp4", spec)
+    lib = vidclip.open(tmp_path / "db", model=TINY)
+    report = lib.ingest([path], SamplingConfig(mode="keyframes", fps=1.0, clip_seconds=3.0), progress=False)
+    assert report.ok == 1
+    times = sorted(lib.store.table("frames").to_arrow().column("t").to_pylist())
+    assert times == [0.0, 1.5, 3.0, 4.5]  # every keyframe once, nothing else
+    assert lib.store.meta["sampling"]["mode"] == "keyframes"
+    assert lib.search(image=draw_frame(spec, 4.6), k=1)[0].clip_start_s == 3.0

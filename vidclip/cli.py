@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from vidclip import index_cli, learn_cli, query_cli
+from vidclip import bench_cli, index_cli, learn_cli, query_cli
 from vidclip.arguments import positive_float as _positive_float
 from vidclip.arguments import positive_int as _positive_int
 from vidclip.errors import InputError, VidclipError
@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--db", required=True, help="store directory (created if missing)")
     model_args(p)
-    p.add_argument("--sampling", choices=["fps", "uniform"], help="fps: frames at --fps; uniform: --max-frames per clip")
+    p.add_argument("--sampling", choices=["fps", "uniform", "keyframes"],
+                   help="fps: frames at --fps; uniform: --max-frames per clip; keyframes: the keyframe at or "
+                   "before each 1/fps target only (fastest, for very large libraries)")
     p.add_argument("--fps", type=_positive_float, help="sampled frames per second (default 1)")
     p.add_argument("--clip-seconds", type=_positive_float, help="clip length in seconds (default 10)")
     p.add_argument("--max-frames", type=_positive_int, help="frames per clip fed to the temporal module (default 12)")
@@ -88,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     learn_cli.add_parsers(sub, _Parser)
     query_cli.add_parsers(sub, _Parser)
     index_cli.add_parsers(sub, _Parser)
+    bench_cli.add_parsers(sub, _Parser)
 
     p = sub.add_parser("demo", help="generate sample videos, ingest them and search them")
     p.add_argument("dir", nargs="?", default="vidclip-demo", help="working folder (default ./vidclip-demo)")
@@ -281,6 +284,7 @@ COMMANDS = {
     **learn_cli.COMMANDS,
     **query_cli.COMMANDS,
     **index_cli.COMMANDS,
+    **bench_cli.COMMANDS,
 }
 
 

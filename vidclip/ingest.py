@@ -148,7 +148,7 @@ class VideoFacts:
 def read_video(path: str, sampling: SamplingConfig, decode: DecodeConfig, size_fn: SizeFn) -> tuple[VideoFacts, SampleReader]:
     """Probe and plan one video; the returned reader decodes its sampled frames lazily."""
     pr = probe(path, decode.max_pixels)
-    plan = plan_samples(pr.timeline, pr.info.duration_s, sampling)
+    plan = plan_samples(pr.timeline, pr.info.duration_s, sampling, keyframes=pr.keyframes)
     size = size_fn(*pr.info.display_size)
     reader = SampleReader(path, pr, plan, size, chunk_frames=decode.chunk_frames)
     return VideoFacts(pr.info, plan, pr.timeline[plan.frame_index], pr.note), reader
