@@ -58,11 +58,7 @@ def run_on_ray(
     progress: bool = True,
     total: int | None = None,
 ) -> IngestReport:
-    repaired = store.repair()
-    if repaired:
-        log.info("repaired %d video(s) left half-written by an interrupted ingest", repaired)
-    store.ensure_vector_tables(dim)
-    committer = Committer(store, commit, progress, total)
+    committer = Committer.begin(store, dim, commit, progress, total)
     with ray_session(options) as ray:
         hasher = _ray_hasher(ray)
         work: dict[str, Work] = {}

@@ -3,12 +3,15 @@ and keeps the job's report.  Used by the in-process runner and by the Ray driver
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from dataclasses import dataclass
 
 from vidclip.ingest import Failure, IngestReport, Skip, VideoRows, Work, failed_row, source_row
 from vidclip.store import FAILED, OK, Batch, Store
+
+log = logging.getLogger("vidclip")
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,15 @@ class CommitPolicy:
 
 
 class Committer:
+    @classmethod
+    def begin(cls, store: Store, dim: int, policy: CommitPolicy, progress: bool, total: int | None) -> "Committer":
+        """Start an ingest: repair what an interrupted one left, make sure the tables exist."""
+        repaired = store.repair()
+        if repaired:
+            log.info("repaired %d video(s) left half-written by an interrupted ingest", repaired)
+        store.ensure_vector_tables(dim)
+        return cls(store, policy, progress, total)
+
     def __init__(self, store: Store, policy: CommitPolicy = CommitPolicy(), progress: bool = True, total: int | None = None):
         self.store = store
         self.policy = policy

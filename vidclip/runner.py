@@ -72,11 +72,7 @@ def run_in_process(
     progress: bool = True,
     total: int | None = None,
 ) -> IngestReport:
-    repaired = store.repair()
-    if repaired:
-        log.info("repaired %d video(s) left half-written by an interrupted ingest", repaired)
-    store.ensure_vector_tables(encoder.dim)
-    committer = Committer(store, commit, progress, total)
+    committer = Committer.begin(store, encoder.dim, commit, progress, total)
     queue = _Queue()
     in_flight: list[_Slot] = []
 

@@ -61,7 +61,11 @@ def plan_samples(
     # A frame on screen for several targets is decoded once; it belongs to the first clip that asked.
     frame_index, first = np.unique(frame, return_index=True)  # (K,), (K,)
     clip_of = target_clip[first]
-    # Clips left with no frame (a frame longer than a whole clip) are dropped: no empty clip exists.
+    return _without_empty_clips(frame_index, clip_of, bounds)
+
+
+def _without_empty_clips(frame_index: np.ndarray, clip_of: np.ndarray, bounds: np.ndarray, **extra) -> SamplePlan:
+    """Drop clips left with no frame (a frame longer than a whole clip): no empty clip exists."""
     used = np.unique(clip_of)
     remap = -np.ones(len(bounds), dtype=np.int64)
     remap[used] = np.arange(len(used))
@@ -69,6 +73,7 @@ def plan_samples(
         frame_index=frame_index.astype(np.int64),
         clip_of=remap[clip_of].astype(np.int64),
         clip_bounds=bounds[used],
+        **extra,
     )
 
 
@@ -85,15 +90,7 @@ def _plan_keyframes(timeline, duration_s, cfg, bounds, keyframes) -> SamplePlan:
     frame_index = np.unique(eligible[pick])  # (K,)
     # Clip by the keyframe's own time (its pts), not by the target that asked for it.
     clip_of = np.clip(np.searchsorted(bounds[:, 0], timeline[frame_index], side="right") - 1, 0, len(bounds) - 1)
-    used = np.unique(clip_of)
-    remap = -np.ones(len(bounds), dtype=np.int64)
-    remap[used] = np.arange(len(used))
-    return SamplePlan(
-        frame_index=frame_index.astype(np.int64),
-        clip_of=remap[clip_of].astype(np.int64),
-        clip_bounds=bounds[used],
-        keyframes_only=keyframes is not None,
-    )
+    return _without_empty_clips(frame_index, clip_of, bounds, keyframes_only=keyframes is not None)
 
 
 def select_for_clip(n_frames: int, max_frames: int) -> np.ndarray:
