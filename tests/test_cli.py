@@ -81,6 +81,8 @@ def test_search_and_status_from_other_processes(db, cli_env, tmp_path):
     assert status["videos"] == {"ok": len(LIBRARY_SPECS), "failed": 0}
     assert status["frames"] == report["frames"] and status["clips"] == report["clips"]
     assert status["model"] == {"name": "vidclip-tiny", "pretrained": "none"}
+    assert [(t["table"], t["mode"], t["needs_reindex"]) for t in status["index"]] == [
+        ("clips", "exact", False), ("video_vectors", "exact", False)]
 
 
 def test_model_mismatch_is_refused(db, cli_env):

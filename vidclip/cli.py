@@ -260,6 +260,9 @@ def cmd_status(args) -> int:
         print(f"model:    {model['name']} ({model['pretrained']})")
         print(f"sampling: {status['sampling']}")
         print(f"temporal: {status['temporal']}")
+        for t in status.get("index") or []:
+            advice = "  -> run 'vidclip index' again" if t["needs_reindex"] else ""
+            print(f"index:    {t['table']}: {t['rows']} rows, {t['mode']} search{advice}")
     return 0
 
 

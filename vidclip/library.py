@@ -363,7 +363,19 @@ class Library:
             "model": {"name": source.get("name"), "pretrained": source.get("pretrained")},
             "sampling": meta.get("sampling"),
             "temporal": meta.get("temporal"),
+            "index": self._index_status(),
         }
+
+    def _index_status(self) -> list[dict]:
+        """Per vector table: exact or ANN, and whether `vidclip index` should be run again."""
+        if not self.store.has_vectors:
+            return []
+        from vidclip.index import index_status
+
+        return [
+            {"table": t.table, "mode": t.mode, "rows": t.rows, "needs_reindex": t.needs_reindex}
+            for t in index_status(self.store).tables
+        ]
 
     def failures(self) -> list[dict]:
         return self.store.failures()
