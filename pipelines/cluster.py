@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import secrets
+import sys
 import warnings
 
 from vidclip.errors import VidclipError
@@ -28,10 +29,11 @@ def _import_ray_for_loopback():
     this environment variable, read when ray is imported.  If ray was imported earlier, the same
     constant is set on the module."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    # Token authentication stays on, with a fresh random token for this local cluster (no token
-    # file written under ~/.ray, no warning).
-    if "RAY_AUTH_TOKEN" not in os.environ:
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # Token authentication stays on, with a fresh random token for this process's local clusters (no
+    # token file under ~/.ray, no warning).  Ray reads these when it is imported, so they are only
+    # set before the first import: set afterwards, the driver and the new cluster would disagree.
+    if "ray" not in sys.modules and "RAY_AUTH_TOKEN" not in os.environ and "RAY_AUTH_MODE" not in os.environ:
+        os.environ["RAY_AUTH_MODE"] = "token"
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     import ray
     from ray._private import ray_constants
