@@ -55,6 +55,15 @@ def compact(frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, tor
     return zero_padding(frames[:, :L], mask), mask  # (B, L, D), (B, L)
 
 
+
+def prepare_sequence(frames: torch.Tensor, mask: torch.Tensor, dim: int, dtype: torch.dtype):
+    """The common start of a sequence module's forward: validate, cast, and move each row's valid
+    frames to the front.  Returns (frames (B, L, D), mask (B, L)), or None for an empty batch."""
+    check_inputs(frames, mask, dim)
+    if frames.shape[0] == 0:
+        return None
+    return compact(frames.to(dtype), mask)  # (B, L, D), (B, L) valid prefix
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over the valid positions of each row: (B, T, D), (B, T) -> (B, D)."""
     total = zero_padding(x, mask).sum(dim=1)  # (B, D)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from temporal.mean import check_inputs, compact, masked_mean
+from temporal.mean import masked_mean, prepare_sequence
 from temporal.registry import TemporalError, parse_hparams, register
 
 
@@ -44,11 +44,10 @@ class SeqLSTM(nn.Module):
         return {"name": self.name, "dim": self.dim, "hparams": asdict(self.hparams)}
 
     def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        check_inputs(frames, mask, self.dim)
-        if frames.shape[0] == 0:
+        prepared = prepare_sequence(frames, mask, self.dim, self.lstm.weight_ih_l0.dtype)
+        if prepared is None:
             return frames.new_zeros(0, self.dim)  # (0, D)
-        frames = frames.to(self.lstm.weight_ih_l0.dtype)
-        frames, mask = compact(frames, mask)  # (B, L, D), (B, L) valid prefix
+        frames, mask = prepared  # (B, L, D), (B, L) valid prefix
         lengths = mask.sum(dim=1).cpu()  # (B,)
         packed = pack_padded_sequence(frames, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from temporal.mean import check_inputs, compact, masked_mean
+from temporal.mean import masked_mean, prepare_sequence
 from temporal.registry import TemporalError, parse_hparams, register
 
 ACTIVATIONS = ("quick_gelu", "gelu")
@@ -96,11 +96,10 @@ class SeqTransformer(nn.Module):
         return {"name": self.name, "dim": self.dim, "hparams": asdict(self.hparams)}
 
     def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        check_inputs(frames, mask, self.dim)
-        if frames.shape[0] == 0:
+        prepared = prepare_sequence(frames, mask, self.dim, self.frame_position_embeddings.weight.dtype)
+        if prepared is None:
             return frames.new_zeros(0, self.dim)  # (0, D)
-        frames = frames.to(self.frame_position_embeddings.weight.dtype)
-        frames, mask = compact(frames, mask)  # (B, L, D), (B, L) valid prefix
+        frames, mask = prepared  # (B, L, D), (B, L) valid prefix
         L = frames.shape[1]
         if L > self.hparams.max_positions:
             raise TemporalError(
