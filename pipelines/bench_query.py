@@ -117,7 +117,7 @@ def bench_size(n: int, root: str, index_types: list[str], n_queries: int, mix: M
     for itype in index_types:
         params = vindex.index_params(n, DIM, itype)
         t0 = time.perf_counter()
-        tbl.create_index(replace=True, **params)
+        vindex.create_vector_index(tbl, params)
         build = time.perf_counter() - t0
         # calibrate on the store's own perturbed vectors (what `vidclip index` does), then check on
         # the held-out mixture queries

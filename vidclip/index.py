@@ -73,6 +73,23 @@ class IndexReport:
 
 
 # -- parameters -------------------------------------------------------------------------------------
+def create_vector_index(tbl, params: dict) -> None:
+    """Build the index `params` (from index_params) describes, through LanceDB's config objects."""
+    from lancedb.index import IvfFlat, IvfHnswSq, IvfPq
+
+    kind = params["index_type"]
+    common = {"distance_type": params["metric"], "num_partitions": params["num_partitions"]}
+    if kind == "IVF_FLAT":
+        config = IvfFlat(**common)
+    elif kind == "IVF_PQ":
+        config = IvfPq(**common, num_sub_vectors=params["num_sub_vectors"])
+    elif kind == "IVF_HNSW_SQ":
+        config = IvfHnswSq(**common)
+    else:
+        raise ValueError(f"unsupported index type {kind!r}")
+    tbl.create_index(params.get("vector_column_name", "vector"), config=config, replace=True)
+
+
 def index_params(n_rows: int, dim: int, index_type: str = DEFAULT_INDEX_TYPE) -> dict:
     """create_index arguments for a table of n_rows vectors of dimension dim."""
     partitions = max(1, min(int(round(math.sqrt(n_rows))), n_rows // 32 or 1))  # >= ~32 rows per partition
@@ -166,7 +183,7 @@ def build_table_index(store, level: str, threshold: int = EXACT_THRESHOLD, force
     dim = tbl.schema.field("vector").type.list_size
     params = index_params(rows, dim, index_type)
     t0 = time.perf_counter()
-    tbl.create_index(replace=True, **params)
+    create_vector_index(tbl, params)
     build_s = time.perf_counter() - t0
     nprobes, refine, r = calibrate(tbl, index_type, params["num_partitions"])
     # Safety factor: calibration queries are a proxy for real ones (held-out recall measured up to
