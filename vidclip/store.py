@@ -488,17 +488,15 @@ class Store:
         return query.to_arrow()
 
     def _ensure_fts_index(self, tbl) -> None:
-        import warnings
-
         stale = True
         for idx in tbl.list_indices():
             if FTS_COLUMN in idx.columns:
                 stats = tbl.index_stats(idx.name)
                 stale = bool(stats and stats.num_unindexed_rows)
         if stale:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                tbl.create_fts_index(FTS_COLUMN, replace=True)
+            from lancedb.index import FTS
+
+            tbl.create_index(FTS_COLUMN, config=FTS(), replace=True)
 
 
 def describe_mismatch(key: str, have: dict, want: dict) -> str:
