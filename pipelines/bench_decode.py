@@ -16,7 +16,6 @@ seek="auto" (seek to the keyframe before a far frame); decord (its get_batch).  
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from pathlib import Path
@@ -154,9 +153,7 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(ap)
-    return cli(ap.parse_args(argv))
+    return corpus.run_main(__doc__, add_arguments, cli, argv)
 
 
 def add_arguments(ap) -> None:

@@ -12,7 +12,6 @@ median of `repeats` timed calls after one warm-up call.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from contextlib import nullcontext
@@ -107,9 +106,7 @@ def cli(args) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(ap)
-    return cli(ap.parse_args(argv))
+    return corpus.run_main(__doc__, add_arguments, cli, argv)
 
 
 if __name__ == "__main__":

@@ -160,9 +160,7 @@ def cli(args) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(ap)
-    return cli(ap.parse_args(argv))
+    return corpus.run_main(__doc__, add_arguments, cli, argv)
 
 
 if __name__ == "__main__":

@@ -115,6 +115,13 @@ def ensure(videos: list[CorpusVideo], cache: Path = DEFAULT_CACHE, log=print) ->
     return paths
 
 
+def run_main(doc: str, add_arguments, cli, argv=None) -> int:
+    """The `python3 -m pipelines.bench_*` entry point shared by every benchmark."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(ap)
+    return cli(ap.parse_args(argv))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
