@@ -139,20 +139,20 @@ def search_vector(
             return Hits()
         if len(ids) <= PREFILTER_MAX:
             prefilter = sql_in("video_id", ids)
-    total = store.count(table, prefilter)
     want = max(k * cap, rerank_k if rerank else 0)  # candidate rows needed after dropping others
-    fetch = min(total, max(4 * want, 32))
+    fetch = max(4 * want, 32)
     while True:
         rows = store.search_vectors(table, query, fetch, prefilter, nprobes=nprobes, refine_factor=refine_factor).to_pylist()
+        exhausted = len(rows) < fetch  # a short page: no more candidates to fetch
         videos = store.videos_by_id({r["video_id"] for r in rows}, where=where)
         rows = [r for r in rows if r["video_id"] in videos]  # committed and allowed by the filter
         for r in rows:
             r["clip_score"] = 1.0 - float(r["_distance"])
             r["score"] = r["clip_score"]
         enough = len(_group(rows, k, cap)) >= k and (not rerank or len(rows) >= rerank_k)
-        if enough or fetch >= total:
+        if enough or exhausted:
             break
-        fetch = min(total, fetch * 4)
+        fetch *= 4
     if rerank:
         candidates = rows[: max(rerank_k, k * cap)]
         frames = _frames_for(store, candidates)
