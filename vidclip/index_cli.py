@@ -6,18 +6,9 @@ inside the command, so importing this module stays cheap.
 
 from __future__ import annotations
 
-import argparse
 import json
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
+from vidclip.arguments import positive_int as _positive_int
 
 
 def add_parsers(subparsers, parser_class=None) -> None:

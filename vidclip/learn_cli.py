@@ -11,7 +11,6 @@ import json
 from vidclip.arguments import fraction as _fraction
 from vidclip.arguments import positive_float as _positive_float
 from vidclip.arguments import positive_int as _positive_int
-from vidclip.errors import InputError
 
 
 def add_parsers(subparsers, parser_class=None) -> None:
@@ -100,13 +99,9 @@ def cmd_eval(args) -> int:
 
 
 def cmd_reindex(args) -> int:
-    import os
-
     from vidclip.reindex import reindex
     from vidclip.store import Store
 
-    if args.temporal != "mean" and not os.path.isdir(args.temporal):
-        raise InputError(f"--temporal {args.temporal!r}: expected 'mean' or a checkpoint directory")
     store = Store.open(args.db)
     report = reindex(store, args.temporal, progress=not args.json)
     if args.json:

@@ -254,7 +254,8 @@ class Library:
         fts = self.store.fts_search(text, depth, options["where"]).to_pylist()
         text_rank = {r["video_id"]: i for i, r in enumerate(fts)}
         text_score = {r["video_id"]: float(r["_score"]) for r in fts}
-        only_text = [v for v in text_rank if v not in {h.video_id for h in vec}]
+        seen = {h.video_id for h in vec}
+        only_text = [v for v in text_rank if v not in seen]
         if only_text:
             extra = dict(options, where=" AND ".join(p for p in (options["where"], sql_in("video_id", only_text)) if p))
             vec = Hits([*vec, *search_vector(self.store, query, k=min(MAX_K, len(only_text) * (per_video if level == "clip" else 1)),

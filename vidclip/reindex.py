@@ -172,7 +172,7 @@ def reindex(
         if name not in new.values():
             store.drop_table(name)
             report.dropped.append(name)
-    report.videos = len(done) - len(gone) - len(report.skipped)
+    report.videos = len(done - set(gone) - set(report.skipped))  # a video both skipped and gone counts once
     report.seconds = round(time.perf_counter() - started, 3)
     if report.boundary_mismatches:
         log.warning("%d clip(s) of %d video(s) with undecoded frames got another number of frames than ingest "
