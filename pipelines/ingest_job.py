@@ -70,11 +70,11 @@ def run_on_ray(
             else:
                 work[item.video_id] = item
         if work:
-            _run_pipeline(ray, work, model, geometry, aggregator, temporal_name, sampling, decode, options, committer)
+            _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sampling, decode, options, committer)
     return committer.close()
 
 
-def _run_pipeline(ray, work, model, geometry, aggregator, temporal_name, sampling, decode, options, committer) -> None:
+def _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sampling, decode, options, committer) -> None:
     import ray.data
 
     resources = ray.cluster_resources()
@@ -114,7 +114,7 @@ def _run_pipeline(ray, work, model, geometry, aggregator, temporal_name, samplin
         finished.add(vid)
         facts = p.facts
         k = len(facts.plan.frame_index)
-        vectors = np.zeros((k, len(next(iter(p.vectors.values()))) if p.vectors else 1), np.float32)  # (K, D)
+        vectors = np.zeros((k, dim), np.float32)  # (K, D)
         have = np.zeros(k, bool)  # (K,)
         for pos, vec in p.vectors.items():
             vectors[pos] = vec

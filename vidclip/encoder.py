@@ -9,6 +9,7 @@ resize frames to so that the remaining tensor work is (nearly) a pure crop.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import defaultdict
@@ -177,6 +178,10 @@ def _register_config(cfg: ModelConfig) -> None:
         raise ModelError(f"model config file not found: {cfg.config_path}")
     if path.stem != cfg.name:
         raise ModelError(f"model config {path.name} registers {path.stem!r}, but the model name is {cfg.name!r}")
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # before open_clip keeps the path and fails on every rescan
+        raise ModelError(f"model config {path.name} is not readable JSON ({exc})") from None
     registered = getattr(open_clip.factory, "_MODEL_CONFIG_PATHS", [])
     if path not in [Path(p).resolve() for p in registered]:
         open_clip.add_model_config(path)

@@ -54,10 +54,6 @@ class Probe:
         return np.maximum.accumulate(idx).astype(np.int64)
 
 
-# Demuxers that read single pictures: ffmpeg opens a PNG or JPEG as a one-frame "video".
-STILL_IMAGE_FORMATS = ("image2", "_pipe", "gif", "apng", "webp")
-
-
 def quiet_native_logs() -> None:
     """ffmpeg (inside PyAV and inside decord) prints to stderr on every damaged file; vidclip
     reports the reason per video instead, so keep their own logs to fatal errors."""
@@ -93,6 +89,8 @@ def probe(path: str, max_pixels: int) -> Probe:
         raise ProbeError(uri, f"cannot open ({exc})") from None
     with container:
         fmt = container.format.name or ""
+        # ffmpeg opens a PNG or JPEG as a one-frame "video" (image2 / *_pipe demuxers); an animated
+        # GIF is accepted as video.
         if fmt.startswith("image2") or fmt.endswith("_pipe") or fmt in ("apng", "webp"):
             raise ProbeError(uri, f"a still image ({fmt.removesuffix('_pipe')}), not a video")
         if not container.streams.video:

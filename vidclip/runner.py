@@ -117,6 +117,8 @@ def run_in_process(
             slot = _Slot(item, payload, np.zeros((k, encoder.dim), np.float32), np.zeros(k, bool))
             in_flight.append(slot)
         elif kind == CHUNK:
+            if queue.size and queue.size + len(payload.position) > encoder.batch_size:
+                encode_queue()  # flush first: every forward pass holds at most batch_size frames
             queue.slots.append(slot)
             queue.positions.append(payload.position)
             queue.frames.extend(payload.frames)
