@@ -81,3 +81,20 @@ def test_validation():
     with pytest.raises(QueryError):
         build_where({"codec": None})
     assert build_where({}) is None and build_where(None) is None
+
+
+def test_bad_raw_sql_is_a_query_error(tmp_path):
+    """where_sql is trusted input, but a mistake in it is still one clear error, not a LanceDB traceback."""
+    from vidclip.filters import combine_where
+    from vidclip.store import Store
+
+    store = Store.open(str(tmp_path / "db"), create=True)
+    store.table("videos").add(pa.Table.from_pylist(ROWS, schema=VIDEO_SCHEMA))
+    both = combine_where(store, {"codec": "h264"}, "width > 500")
+    assert both == f"({build_where({'codec': 'h264'})}) AND (width > 500)"
+    rows = store.table("videos").search().where(both).select(["video_id"]).limit(None).to_arrow()
+    assert sorted(rows.column("video_id").to_pylist()) == ["a", "c"]  # h264 and wider than 500
+    with pytest.raises(QueryError, match="invalid where_sql.*nosuchcol"):
+        combine_where(store, None, "nosuchcol = 1")
+    with pytest.raises(QueryError, match="invalid where_sql"):
+        combine_where(store, None, "(((")

@@ -90,7 +90,7 @@ def classify(lib, labels, templates=None, level: str = "video", k: int | None = 
              where: dict | None = None, where_sql: str | None = None, batch_size: int = 4096) -> Classification:
     """Probabilities of `labels` for every video (level="video") or clip (level="clip").
     k: None returns every item (store order); an int returns the k most confident items."""
-    from vidclip.filters import build_where
+    from vidclip.filters import combine_where
     from vidclip.search import LEVELS, MAX_K
     from vidclip.store import OK
 
@@ -104,7 +104,7 @@ def classify(lib, labels, templates=None, level: str = "video", k: int | None = 
         raise QueryError(f"{lib.uri}: the store is empty; ingest videos first")
     text = label_vectors(lib.encoder, labels, templates)  # (L, D)
     scale = logit_scale(lib.encoder)
-    sql = " AND ".join(f"({p})" for p in (build_where(where), where_sql) if p) or None
+    sql = combine_where(store, where, where_sql)
     clip_level = level == "clip"
     parts = []
     reader = store.table(store.segments[level]).search().select(["video_id", "clip_id", "start_s", "end_s", "vector"]).limit(None)

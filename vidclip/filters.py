@@ -132,3 +132,11 @@ def _timestamp(value) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(timezone.utc).replace(tzinfo=None)  # stored as UTC
     return value.isoformat(sep=" ")
+
+
+def combine_where(store, where: dict | None, where_sql: str | None) -> str | None:
+    """The videos predicate for a structured `where` and a trusted raw `where_sql`, ANDed.  The raw
+    SQL is tried once against the store here, so a bad one is a QueryError, not a LanceDB error."""
+    if where_sql is not None:
+        store.check_where(where_sql)
+    return " AND ".join(f"({p})" for p in (build_where(where), where_sql) if p) or None

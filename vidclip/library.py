@@ -226,7 +226,7 @@ class Library:
         (needs `text`): fusion="rrf" (score = sum of 1/(rrf_k + rank), default) or "weighted"
         (text_weight * min-max-normalised BM25 + (1 - text_weight) * normalised cosine).
         nprobes / refine_factor: ANN settings, passed only when given."""
-        from vidclip.filters import build_where
+        from vidclip.filters import combine_where
 
         check_request(k, per_video, level)
         check_rerank(rerank, rerank_k, alpha)
@@ -234,7 +234,7 @@ class Library:
             raise QueryError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
         if hybrid and (text is None or not str(text).strip()):
             raise QueryError("hybrid search needs a text query")
-        sql = " AND ".join(f"({p})" for p in (build_where(where), where_sql) if p) or None
+        sql = combine_where(self.store, where, where_sql)
         query = self.embed_query(text=text, image=image, video=video, span=span, weights=weights)
         options = dict(where=sql, rerank=rerank, rerank_k=rerank_k, alpha=alpha, nprobes=nprobes, refine_factor=refine_factor)
         if not hybrid:

@@ -20,10 +20,10 @@ DEFAULT_ALPHA = 0.5
 def check_rerank(rerank: str | None, rerank_k: int, alpha: float) -> None:
     if rerank is not None and rerank not in RERANKERS:
         raise QueryError(f"rerank must be one of {', '.join(RERANKERS)} or None, got {rerank!r}")
-    if not isinstance(rerank_k, int) or rerank_k < 1:
+    if isinstance(rerank_k, bool) or not isinstance(rerank_k, int) or rerank_k < 1:
         raise QueryError(f"rerank_k must be an integer >= 1, got {rerank_k!r}")
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise QueryError(f"alpha must be in [0, 1], got {alpha!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        raise QueryError(f"alpha must be a number in [0, 1], got {alpha!r}")
 
 
 def rescore(rerank: str, clip_score: float, max_frame: float, mean_frame: float, alpha: float = DEFAULT_ALPHA) -> float:

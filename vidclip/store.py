@@ -28,7 +28,7 @@ from typing import Iterable
 import numpy as np
 import pyarrow as pa
 
-from vidclip.errors import StoreError, StoreMismatchError
+from vidclip.errors import QueryError, StoreError, StoreMismatchError
 
 SCHEMA_VERSION = 1
 OK, FAILED, PENDING = "ok", "failed", "pending"
@@ -431,6 +431,13 @@ class Store:
             for row in self.table("videos").search().where(where_).limit(None).to_arrow().to_pylist():
                 out[row["video_id"]] = row
         return out
+
+    def check_where(self, sql: str) -> None:
+        """Refuse a raw SQL filter LanceDB cannot run on the videos table, with one line."""
+        try:
+            self.table("videos").search().where(sql).select(["video_id"]).limit(1).to_arrow()
+        except (ValueError, RuntimeError) as exc:
+            raise QueryError(f"invalid where_sql {sql!r}: {' '.join(str(exc).split())[:200]}") from None
 
     def failures(self) -> list[dict]:
         where = f"status = {sql_str(FAILED)}"
