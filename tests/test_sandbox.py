@@ -48,3 +48,22 @@ def test_sandbox_survives_and_restarts(tmp_path, videos):
         messages = list(box.run(str(videos / "h264_320x240.mp4"), SamplingConfig(), DecodeConfig(), geometry))
     kinds = [m[0] for m in messages]
     assert kinds[0] == "facts" and kinds[-1] == "done" and "chunk" in kinds
+
+
+def test_stopping_midway_does_not_leak_into_the_next_job(tmp_path, videos):
+    from vidclip.config import SamplingConfig
+    from vidclip.geometry import FrameGeometry
+
+    geometry = FrameGeometry(size=(64, 64))
+    args = (SamplingConfig(fps=4.0), DecodeConfig(chunk_frames=2), geometry)
+    first, second = str(videos / "h264_320x240.mp4"), str(videos / "vp9_256x144.webm")
+    with DecodeSandbox("vidclip.ingest:decode_job", timeout_s=30) as box:
+        stream = box.run(first, *args)
+        assert next(stream)[0] == "facts"
+        stream.close()  # stop after the first message, mid-video
+        messages = list(box.run(second, *args))
+    facts = messages[0][1]
+    assert messages[0][0] == "facts" and messages[-1][0] == "done"
+    assert facts.info.codec == "vp9"  # the second job's own messages, none left over from the first
+    n = sum(len(m[1].position) for m in messages if m[0] == "chunk")
+    assert n == len(facts.plan.frame_index)

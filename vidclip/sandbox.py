@@ -106,21 +106,29 @@ class DecodeSandbox:
         except (BrokenPipeError, OSError):
             self._restart()
             self._conn.send(job)
-        while True:
-            if not self._conn.poll(self.timeout_s):
+        finished = False
+        try:
+            while True:
+                if not self._conn.poll(self.timeout_s):
+                    self.kill()
+                    raise DecodeError(path, f"decoder timed out: no progress for {self.timeout_s:g}s (killed)")
+                try:
+                    message = self._conn.recv()
+                except (EOFError, OSError):
+                    code = self._reap()
+                    raise DecodeError(path, f"decoder process crashed ({describe_exit(code)})") from None
+                kind = message[0]
+                if kind == ERROR:
+                    finished = True
+                    raise DecodeError(path, message[1])
+                if kind == DONE:
+                    finished = True
+                yield message
+                if finished:
+                    return
+        finally:
+            if not finished:  # the caller stopped mid-video: the child would go on streaming it
                 self.kill()
-                raise DecodeError(path, f"decoder timed out: no progress for {self.timeout_s:g}s (killed)")
-            try:
-                message = self._conn.recv()
-            except (EOFError, OSError):
-                code = self._reap()
-                raise DecodeError(path, f"decoder process crashed ({describe_exit(code)})") from None
-            kind = message[0]
-            if kind == ERROR:
-                raise DecodeError(path, message[1])
-            yield message
-            if kind == DONE:
-                return
 
     def _reap(self) -> int | None:
         proc, conn = self._proc, self._conn
