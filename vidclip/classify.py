@@ -92,7 +92,7 @@ def classify(lib, labels, templates=None, level: str = "video", k: int | None = 
     k: None returns every item (store order); an int returns the k most confident items."""
     from vidclip.filters import combine_where
     from vidclip.search import LEVELS, MAX_K
-    from vidclip.store import OK
+    from vidclip.store import OK, vectors_of
 
     if level not in LEVELS:
         raise QueryError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
@@ -117,7 +117,7 @@ def classify(lib, labels, templates=None, level: str = "video", k: int | None = 
         if not keep.any():
             continue
         batch = pa.Table.from_batches([batch]).filter(pa.array(keep))
-        vecs = np.stack(batch.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)  # (B, D)
+        vecs = vectors_of(batch.column("vector"))  # (B, D)
         logits = scale * vecs @ text.T  # (B, L)
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)

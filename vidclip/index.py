@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from vidclip.store import vectors_of
+
 log = logging.getLogger("vidclip")
 
 EXACT_THRESHOLD = 20_000  # rows: exact p50 16 ms at 10k but ~1 s at 100k on this (shared, loaded) box, IVF_FLAT 7 ms @ recall 0.99 (bench/query_cpu.json)
@@ -129,8 +131,7 @@ def calibration_queries(tbl, n: int = CALIBRATION_QUERIES, seed: int = 0) -> np.
     rng = np.random.default_rng(seed)
     rows = tbl.count_rows()
     take = np.sort(rng.choice(rows, size=min(rows, 2 * n), replace=False))
-    col = tbl.take_offsets([int(i) for i in take]).select(["vector"]).to_arrow().column("vector").combine_chunks()
-    vecs = col.values.to_numpy().reshape(len(col), -1).astype(np.float32)
+    vecs = vectors_of(tbl.take_offsets([int(i) for i in take]).select(["vector"]).to_arrow().column("vector"))
     vecs = vecs[rng.permutation(len(vecs))]
     half = len(vecs) // 2
     a, b = vecs[:half], vecs[half:2 * half]

@@ -24,7 +24,7 @@ import pyarrow as pa
 from vidclip.errors import QueryError
 from vidclip.moments import DEFAULT_MARGIN, find_moment
 from vidclip.rerank import DEFAULT_ALPHA, DEFAULT_RERANK_K, check_rerank, rescore
-from vidclip.store import Store, sql_in, sql_str
+from vidclip.store import Store, sql_in, sql_str, vectors_of
 
 LEVELS = ("clip", "video")
 MAX_K = 1000
@@ -203,7 +203,7 @@ def _frames_for(store: Store, rows: list[dict]) -> dict[str, tuple[np.ndarray, n
         return out
     vids = np.asarray(tbl.column("video_id").to_pylist())
     times = tbl.column("t").to_numpy()
-    vecs = np.stack(tbl.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)  # (N, D)
+    vecs = vectors_of(tbl.column("vector"))  # (N, D)
     for vid in np.unique(vids):
         sel = np.flatnonzero(vids == vid)
         sel = sel[np.argsort(times[sel], kind="stable")]

@@ -105,6 +105,15 @@ def vectors_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
 
 
+def vectors_of(column) -> np.ndarray:
+    """Arrow fixed-size-list column (N rows of D floats) -> (N, D) float32, in one bulk copy."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if len(column) == 0:
+        return np.zeros((0, column.type.list_size), np.float32)
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1).astype(np.float32, copy=False)
+
+
 def sql_str(value: str) -> str:
     """A SQL string literal with quotes escaped."""
     return "'" + str(value).replace("'", "''") + "'"
