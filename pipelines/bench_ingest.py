@@ -52,7 +52,7 @@ def _worker(mode: str, paths: list[str], prefetch: int) -> dict:
     sampling, decode = SamplingConfig(), DecodeConfig()
     out: dict = {"mode": mode, "n": len(paths)}
     if mode == "pipeline":
-        runner.PREFETCH_CHUNKS = prefetch
+        runner.PREFETCH_BATCHES = prefetch
         with tempfile.TemporaryDirectory() as db:
             lib = vidclip.open(db, MODEL, "none", device="cpu")
             lib.encoder  # build the model before the clock starts
@@ -100,11 +100,11 @@ def _spawn(mode: str, n: int, prefetch: int, cache: Path) -> dict:
 def run(ns=(10, 100), repeats: int = 3, prefetch_compare: bool = True, cache: Path = corpus.DEFAULT_CACHE,
         log=print) -> dict:
     corpus.ensure(corpus.ingest_set(max(ns)), cache, log)
-    from vidclip.runner import PREFETCH_CHUNKS
+    from vidclip.runner import PREFETCH_BATCHES
 
     runs, summary = [], {}
     for n in ns:
-        modes = [("pipeline", PREFETCH_CHUNKS), ("decode_only", 0), ("encode_only", 0)]
+        modes = [("pipeline", PREFETCH_BATCHES), ("decode_only", 0), ("encode_only", 0)]
         if prefetch_compare:
             modes.append(("pipeline", 0))
         for _ in range(repeats):
@@ -118,12 +118,12 @@ def run(ns=(10, 100), repeats: int = 3, prefetch_compare: bool = True, cache: Pa
             vals = [r[key] for r in runs if r["n"] == n and r["mode"] == mode and (pf is None or r.get("prefetch") == pf)]
             return statistics.median(vals)
 
-        p, d, e = med("pipeline", PREFETCH_CHUNKS), med("decode_only"), med("encode_only")
-        frames = med("pipeline", PREFETCH_CHUNKS, "frames")
+        p, d, e = med("pipeline", PREFETCH_BATCHES), med("decode_only"), med("encode_only")
+        frames = med("pipeline", PREFETCH_BATCHES, "frames")
         s = {"pipeline_wall_s": p, "decode_only_wall_s": d, "encode_only_wall_s": e,
              "ratio_pipeline_over_sum": p / (d + e), "videos_per_s": n / p, "frames_per_s": frames / p,
-             "peak_rss_mb": med("pipeline", PREFETCH_CHUNKS, "peak_rss_mb"),
-             "peak_rss_parent_mb": med("pipeline", PREFETCH_CHUNKS, "peak_rss_parent_mb")}
+             "peak_rss_mb": med("pipeline", PREFETCH_BATCHES, "peak_rss_mb"),
+             "peak_rss_parent_mb": med("pipeline", PREFETCH_BATCHES, "peak_rss_parent_mb")}
         if prefetch_compare:
             p0 = med("pipeline", 0)
             s.update(pipeline_no_prefetch_wall_s=p0, ratio_no_prefetch=p0 / (d + e),
@@ -134,7 +134,7 @@ def run(ns=(10, 100), repeats: int = 3, prefetch_compare: bool = True, cache: Pa
         lo, hi = summary[min(ns)], summary[max(ns)]
         summary["peak_rss_growth"] = hi["peak_rss_mb"] / lo["peak_rss_mb"] - 1
     return {"benchmark": "ingest", "machine": corpus.machine_info(), "repeats": repeats, "model": MODEL,
-            "batch_size": BATCH, "sampling": "fps=1, clip_seconds=10", "prefetch_chunks": PREFETCH_CHUNKS,
+            "batch_size": BATCH, "sampling": "fps=1, clip_seconds=10", "prefetch_batches": PREFETCH_BATCHES,
             "corpus": corpus.ingest_set(1)[0].to_dict() | {"n": list(ns)}, "runs": runs, "summary": summary}
 
 
@@ -145,7 +145,7 @@ def add_arguments(ap) -> None:
     ap.add_argument("--cache", type=Path, default=corpus.DEFAULT_CACHE)
     ap.add_argument("--out", default="bench/ingest.json")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--prefetch", type=int, default=4, help=argparse.SUPPRESS)
+    ap.add_argument("--prefetch", type=float, default=2, help=argparse.SUPPRESS)
 
 
 def cli(args) -> int:

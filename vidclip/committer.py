@@ -30,6 +30,7 @@ class Committer:
         if repaired:
             log.info("repaired %d video(s) left half-written by an interrupted ingest", repaired)
         store.ensure_vector_tables(dim)
+        store.ensure_lookup_indexes()
         return cls(store, policy, progress, total)
 
     def __init__(self, store: Store, policy: CommitPolicy = CommitPolicy(), progress: bool = True, total: int | None = None):
@@ -39,6 +40,7 @@ class Committer:
         self.batch = Batch.empty()
         self.started = time.perf_counter()
         self.bar = _progress(progress, total)
+        self.commits = 0
 
     # -- outcomes -----------------------------------------------------------------------------------
     def skipped(self, item: Skip) -> None:
@@ -78,10 +80,15 @@ class Committer:
         if len(b) and (force or len(b.videos) >= self.policy.max_videos or b.n_rows >= self.policy.max_frames):
             self.store.commit(b)
             self.batch = Batch.empty()
+            self.commits += 1
 
     def close(self) -> IngestReport:
         self.flush(force=True)
         self.bar.close()
+        if self.commits:
+            # Every commit leaves small fragments and rows the indexes do not cover yet; one
+            # compaction per run keeps scans and lookups fast.
+            self.store.optimize()
         self.report.seconds = round(time.perf_counter() - self.started, 3)
         return self.report
 

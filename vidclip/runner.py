@@ -4,10 +4,11 @@ It is the debugging/test path and the fallback when Ray is not wanted.  Frames
 from many videos share each encoder batch; finished videos are committed in bulk.
 
 Decoding overlaps encoding: a background thread drives the decoder (the sandbox child,
-which decodes in its own process) and hands its messages over a small bounded queue,
-so the child decodes the next chunk or video while this thread runs the model.
-Memory is bounded by PREFETCH_CHUNKS decode chunks plus one encoder batch plus the
-frame vectors of the videos in flight (a few KB per sampled frame).
+which decodes in its own process) and hands its messages over a queue bounded in *frames*,
+so the child decodes up to a full encoder batch ahead while this thread runs the model.
+Memory is bounded by that budget (2 x batch_size decoded frames by default: 34 MB at batch 64
+for 398x224 frames) plus one encoder batch plus the frame vectors of the videos in flight (a
+few KB per sampled frame).
 """
 
 from __future__ import annotations
@@ -30,9 +31,13 @@ from vidclip.store import Store
 
 log = logging.getLogger("vidclip")
 
-# Decoded chunks (<= DecodeConfig.chunk_frames frames each) waiting for the encoder.  0: no background
-# thread, decode and encode take turns in this thread (the pre-overlap behaviour; for debuggers/profilers).
-PREFETCH_CHUNKS = 4
+# Decoded frames that may wait for the encoder, in encoder batches.  A budget of a few chunks was not
+# enough: with short videos the decoder stalled after 4 chunks (20 frames) while the model ran a
+# 60-frame batch, then the model waited for the next 40 (bench/ingest.json: 4.9 s of waiting in a
+# 37 s run of 100 videos).  0: no background thread, decode and encode take turns in this thread
+# (the pre-overlap behaviour; for debuggers and profilers).
+PREFETCH_BATCHES = 2
+MAX_QUEUED_MESSAGES = 1024  # also bounds frame-less messages (triage verdicts, video starts and ends)
 _END, _ERROR, _EOF, _FATAL = "end", "error", "eof", "fatal"
 
 
@@ -137,7 +142,8 @@ def run_in_process(
     geometry = FrameGeometry.of_model(encoder.model)
     items = triage(entries, store.sources(), store.video_status(), retry_failed)
     with make_decoder(decode.job, decode.timeout_s, decode.isolate) as decoder:
-        with _Prefetch(items, decoder, sampling, decode, geometry) as messages:
+        budget = int(PREFETCH_BATCHES * encoder.batch_size)
+        with _Prefetch(items, decoder, sampling, decode, geometry, budget) as messages:
             for tag, item, payload in messages:
                 if tag == "skip":
                     committer.skipped(item)
@@ -161,25 +167,42 @@ class _Prefetch:
 
     Tags: "skip" / "failure" (triage's verdicts), "start" (a video begins), "msg" (one decoder
     message), "error" (the video failed: payload is the reason), "end" (the video is over).
-    The queue holds at most PREFETCH_CHUNKS messages, so decoding runs at most that far ahead.
+    The queue holds at most `max_frames` decoded frames (one larger chunk may pass when it is
+    empty) and MAX_QUEUED_MESSAGES messages, so decoding runs at most that far ahead.
     """
 
-    def __init__(self, items, decoder, sampling, decode, geometry, depth: int | None = None):
+    def __init__(self, items, decoder, sampling, decode, geometry, max_frames: int):
         self._items, self._decoder = items, decoder
         self._job = (sampling, decode, geometry)
-        self.depth = PREFETCH_CHUNKS if depth is None else int(depth)
-        self._q: queue_mod.Queue = queue_mod.Queue(maxsize=max(1, self.depth))
+        self.max_frames = int(max_frames)
+        self._q: queue_mod.Queue = queue_mod.Queue()  # bounded by the credit counters below
+        self._room = threading.Condition()
+        self._frames = 0  # decoded frames queued
+        self._messages = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._produce, name="vidclip-decode", daemon=True)
 
     def _put(self, message) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._q.put(message, timeout=0.2)
-                return True
-            except queue_mod.Full:
-                continue
-        return False
+        n = _frames_in(message)
+        with self._room:
+            while not self._stop.is_set() and (
+                (self._frames and self._frames + n > self.max_frames) or self._messages >= MAX_QUEUED_MESSAGES
+            ):
+                self._room.wait(0.2)
+            if self._stop.is_set():
+                return False
+            self._frames += n
+            self._messages += 1
+        self._q.put((message, n))
+        return True
+
+    def _take(self):
+        message, n = self._q.get()
+        with self._room:
+            self._frames -= n
+            self._messages -= 1
+            self._room.notify()
+        return message
 
     def _produce(self) -> None:
         try:
@@ -205,7 +228,7 @@ class _Prefetch:
         self._put((_EOF, None, None))
 
     def __enter__(self):
-        if self.depth > 0:
+        if self.max_frames > 0:
             self._thread.start()
         return self
 
@@ -225,11 +248,11 @@ class _Prefetch:
                 yield _END, item, None
 
     def __iter__(self):
-        if self.depth <= 0:
+        if self.max_frames <= 0:
             yield from self._inline()
             return
         while True:
-            tag, item, payload = self._q.get()
+            tag, item, payload = self._take()
             if tag == _EOF:
                 return
             if tag == _FATAL:
@@ -238,5 +261,15 @@ class _Prefetch:
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
+        with self._room:
+            self._room.notify_all()
         if self._thread.is_alive():
             self._thread.join()
+
+
+def _frames_in(message) -> int:
+    """Decoded frames a prefetch message carries (only decoder CHUNK messages carry any)."""
+    tag, _, payload = message
+    if tag == "msg" and payload[0] == CHUNK:
+        return len(payload[1].position)
+    return 0

@@ -24,7 +24,7 @@ import pyarrow as pa
 from vidclip.errors import QueryError
 from vidclip.moments import DEFAULT_MARGIN, find_moment
 from vidclip.rerank import DEFAULT_ALPHA, DEFAULT_RERANK_K, check_rerank, rescore
-from vidclip.store import Store, sql_in, sql_str, vectors_of
+from vidclip.store import Store, sql_str, vectors_of
 
 LEVELS = ("clip", "video")
 MAX_K = 1000
@@ -138,7 +138,7 @@ def search_vector(
         if not ids:
             return Hits()
         if len(ids) <= PREFILTER_MAX:
-            prefilter = sql_in("video_id", ids)
+            prefilter = set(ids)
     want = max(k * cap, rerank_k if rerank else 0)  # candidate rows needed after dropping others
     fetch = max(4 * want, 32)
     while True:

@@ -1,0 +1,103 @@
+"""vidclip.exact: the in-memory exact search returns what LanceDB's flat scan returns, follows new
+commits, respects a video_id restriction and its memory budget; lookup indexes are kept up to date."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from vidclip.store import OK, VIDEO_SCHEMA, Store, segment_schema, vectors_array
+
+DIM = 32
+
+
+def _add(store: Store, vecs: np.ndarray, start: int) -> list[str]:
+    n = len(vecs)
+    ids = [f"v{i:05d}" for i in range(start, start + n)]
+    store.table(store.segments["clip"]).add(pa.table({
+        "video_id": ids, "clip_id": pa.array(np.arange(n) % 3, pa.int32()), "start_s": np.arange(n, dtype=float),
+        "end_s": np.arange(n, dtype=float) + 2, "n_frames": pa.array(np.full(n, 4), pa.int32()),
+        "temporal": ["mean"] * n, "vector": vectors_array(vecs),
+    }, schema=segment_schema(DIM)))
+    store.table("videos").add(pa.Table.from_pylist([{"video_id": v, "uri": f"/x/{v}.mp4", "status": OK} for v in ids],
+                                                   schema=VIDEO_SCHEMA))
+    return ids
+
+
+def _unit(n: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(str(tmp_path / "db"), create=True)
+    s.ensure_vector_tables(DIM)
+    _add(s, _unit(500, 0), 0)
+    return s
+
+
+def _lance_flat(store, q, limit, ids=None):
+    query = store.table("clips").search(q).distance_type("dot").limit(limit).bypass_vector_index()
+    if ids is not None:
+        query = query.where("video_id IN (" + ", ".join(f"'{i}'" for i in sorted(ids)) + ")", prefilter=True)
+    return query.select(["video_id", "clip_id", "start_s", "end_s", "n_frames", "_distance"]).to_arrow()
+
+
+def test_matches_lancedb_flat_search(store):
+    for seed in range(5):
+        q = _unit(1, 100 + seed)[0]
+        ours = store.search_vectors("clips", q, 20)
+        ref = _lance_flat(store, q, 20)
+        assert ours.column_names == ref.column_names
+        assert ours.column("video_id").to_pylist() == ref.column("video_id").to_pylist()
+        assert ours.column("start_s").to_pylist() == ref.column("start_s").to_pylist()
+        np.testing.assert_allclose(ours.column("_distance").to_numpy(), ref.column("_distance").to_numpy(), atol=1e-5)
+    assert "clips" in store.exact._loaded  # served from memory, not by LanceDB
+
+
+def test_video_id_restriction_and_short_results(store):
+    q = _unit(1, 7)[0]
+    allowed = {"v00003", "v00077", "v00420", "v99999"}
+    ours = store.search_vectors("clips", q, 10, video_ids=allowed)
+    ref = _lance_flat(store, q, 10, allowed)
+    assert ours.num_rows == 3  # only the three existing allowed videos
+    assert ours.column("video_id").to_pylist() == ref.column("video_id").to_pylist()
+    assert store.search_vectors("clips", q, 10, video_ids=set()).num_rows == 0
+    assert store.search_vectors("clips", q, 10_000).num_rows == 500
+
+
+def test_new_commit_is_seen(store):
+    q = _unit(1, 3)[0]
+    before = store.search_vectors("clips", q, 1).column("video_id")[0].as_py()
+    # a row identical to the query, committed through another handle (another process's ingest)
+    other = Store.open(store.uri)
+    _add(other, q[None, :], 9000)
+    hit = store.search_vectors("clips", q, 1)
+    assert hit.column("video_id")[0].as_py() == "v09000" != before
+    assert hit.column("_distance")[0].as_py() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_over_budget_falls_back_to_lancedb(store):
+    store.exact.max_bytes = 100 * DIM * 4  # room for 100 rows, the table has 500
+    q = _unit(1, 11)[0]
+    ours = store.search_vectors("clips", q, 10)
+    assert ours.column("video_id").to_pylist() == _lance_flat(store, q, 10).column("video_id").to_pylist()
+    assert "clips" not in store.exact._loaded
+
+
+def test_lookup_indexes_created_and_kept_current(store):
+    store.ensure_lookup_indexes()
+    for name, column in (("videos", "video_id"), ("sources", "uri"), ("frames", "video_id"), ("clips", "video_id")):
+        assert [column] in [ix.columns for ix in store.table(name).list_indices()], name
+    store.optimize()
+    assert store.table("clips").index_stats("video_id_idx").num_unindexed_rows == 0
+    _add(store, _unit(10, 5), 600)
+    assert store.table("clips").index_stats("video_id_idx").num_unindexed_rows == 10
+    assert store.table("clips").search().where("video_id = 'v00605'").to_arrow().num_rows == 1  # scanned
+    store.optimize()
+    stats = store.table("clips").index_stats("video_id_idx")
+    assert (stats.num_indexed_rows, stats.num_unindexed_rows) == (510, 0)
+    rows = store.table("clips").search().where("video_id = 'v00605'").to_arrow()
+    assert rows.num_rows == 1
