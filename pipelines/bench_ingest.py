@@ -12,7 +12,9 @@ Every measurement runs in a fresh python process (so peak RSS is its own):
 Reported: medians over `repeats`, videos/s and sampled frames/s, the ratio
 pipeline_wall / (decode_only_wall + encode_only_wall) (target <= 1.0: decode overlaps encode), and
 peak RSS (parent + the largest child) at each n (target: 100 videos within 20% of 10 videos).
-`--prefetch 0` also measures the runner without its decode thread (the pre-overlap behaviour).
+Also measured: the runner without its decode thread (the pre-overlap behaviour), and with
+`--ray` the Ray Data job on a local Ray started on the clock (RSS: the driver only; Ray's workers
+are separate processes).
 """
 
 from __future__ import annotations
@@ -51,13 +53,18 @@ def _worker(mode: str, paths: list[str], prefetch: int) -> dict:
 
     sampling, decode = SamplingConfig(), DecodeConfig()
     out: dict = {"mode": mode, "n": len(paths)}
-    if mode == "pipeline":
+    if mode in ("pipeline", "ray"):
         runner.PREFETCH_BATCHES = prefetch
+        ray = False
+        if mode == "ray":
+            from pipelines.options import JobOptions
+
+            ray = JobOptions(batch_size=BATCH)
         with tempfile.TemporaryDirectory() as db:
             lib = vidclip.open(db, MODEL, "none", device="cpu")
-            lib.encoder  # build the model before the clock starts
+            lib.encoder  # build the model before the clock starts (Ray's actor builds its own, on the clock)
             t0 = time.perf_counter()
-            report = lib.ingest(paths, sampling, batch_size=BATCH, progress=False)
+            report = lib.ingest(paths, sampling, batch_size=BATCH, progress=False, ray=ray)
             out["wall_s"] = time.perf_counter() - t0
             out.update(ok=report.ok, failed=report.failed, frames=report.frames, prefetch=prefetch)
     elif mode in ("decode_only", "encode_only"):
@@ -98,7 +105,7 @@ def _spawn(mode: str, n: int, prefetch: int, cache: Path) -> dict:
 
 
 def run(ns=(10, 100), repeats: int = 3, prefetch_compare: bool = True, cache: Path = corpus.DEFAULT_CACHE,
-        log=print) -> dict:
+        log=print, ray: bool = False) -> dict:
     corpus.ensure(corpus.ingest_set(max(ns)), cache, log)
     from vidclip.runner import PREFETCH_BATCHES
 
@@ -107,6 +114,8 @@ def run(ns=(10, 100), repeats: int = 3, prefetch_compare: bool = True, cache: Pa
         modes = [("pipeline", PREFETCH_BATCHES), ("decode_only", 0), ("encode_only", 0)]
         if prefetch_compare:
             modes.append(("pipeline", 0))
+        if ray:
+            modes.append(("ray", PREFETCH_BATCHES))
         for _ in range(repeats):
             for mode, pf in modes:
                 r = _spawn(mode, n, pf, cache)
@@ -128,6 +137,10 @@ def run(ns=(10, 100), repeats: int = 3, prefetch_compare: bool = True, cache: Pa
             p0 = med("pipeline", 0)
             s.update(pipeline_no_prefetch_wall_s=p0, ratio_no_prefetch=p0 / (d + e),
                      peak_rss_no_prefetch_mb=med("pipeline", 0, "peak_rss_mb"))
+        if ray:
+            r = med("ray")
+            s.update(ray_wall_s=r, ray_videos_per_s=n / r, ray_frames_per_s=frames / r, ray_ratio_over_sum=r / (d + e),
+                     ray_peak_rss_parent_mb=med("ray", key="peak_rss_parent_mb"))
         summary[n] = s
         log(json.dumps({n: s}, indent=1))
     if len(ns) >= 2:
@@ -142,6 +155,7 @@ def add_arguments(ap) -> None:
     ap.add_argument("--n", type=int, nargs="+", default=[10, 100], help="corpus sizes (videos)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-prefetch-compare", action="store_true", help="skip the run without the decode thread")
+    ap.add_argument("--ray", action="store_true", help="also run the Ray Data job (local Ray, started on the clock)")
     ap.add_argument("--cache", type=Path, default=corpus.DEFAULT_CACHE)
     ap.add_argument("--out", default="bench/ingest.json")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -154,7 +168,7 @@ def cli(args) -> int:
         paths = [str(p) for p in corpus.ensure(corpus.ingest_set(args.n[0]), cache)]
         print(json.dumps(_worker(args.worker, paths, args.prefetch)))
         return 0
-    result = run(args.n, args.repeats, not args.no_prefetch_compare, cache)
+    result = run(args.n, args.repeats, not args.no_prefetch_compare, cache, ray=args.ray)
     print(f"wrote {corpus.write_result(args.out, result)}")
     return 0
 

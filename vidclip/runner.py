@@ -38,6 +38,12 @@ log = logging.getLogger("vidclip")
 # (the pre-overlap behaviour; for debuggers and profilers).
 PREFETCH_BATCHES = 2
 MAX_QUEUED_MESSAGES = 1024  # also bounds frame-less messages (triage verdicts, video starts and ends)
+# When the decoder has nothing ready, the frames already queued (at least this many) are encoded
+# now instead of waiting for a full batch: the model never idles while frames wait.  CPU throughput
+# is flat from batch 8 to 64 here (ViT-B-32: 15-18 images/s), and a GPU waiting on the decoder
+# would idle anyway.
+EAGER_MIN_FRAMES = 8
+_IDLE = "idle"
 _END, _ERROR, _EOF, _FATAL = "end", "error", "eof", "fatal"
 
 
@@ -157,6 +163,8 @@ def run_in_process(
                     on_error(item, payload)
                 elif tag == _END:
                     finish_ready()
+                elif tag == _IDLE and queue.size >= min(EAGER_MIN_FRAMES, encoder.batch_size):
+                    encode_queue()
     encode_queue()
     finish_ready()
     return committer.close()
@@ -166,7 +174,8 @@ class _Prefetch:
     """Runs triage and the decoder on a background thread; yields (tag, item, payload) in order.
 
     Tags: "skip" / "failure" (triage's verdicts), "start" (a video begins), "msg" (one decoder
-    message), "error" (the video failed: payload is the reason), "end" (the video is over).
+    message), "error" (the video failed: payload is the reason), "end" (the video is over),
+    "idle" (nothing decoded is ready: the next message will block).
     The queue holds at most `max_frames` decoded frames (one larger chunk may pass when it is
     empty) and MAX_QUEUED_MESSAGES messages, so decoding runs at most that far ahead.
     """
@@ -252,6 +261,8 @@ class _Prefetch:
             yield from self._inline()
             return
         while True:
+            if self._q.empty():
+                yield _IDLE, None, None  # the consumer may use the wait (encode a partial batch)
             tag, item, payload = self._take()
             if tag == _EOF:
                 return
