@@ -66,7 +66,8 @@ def fill_store(path: str, n: int, mix: Mixture, seed: int = 1, chunk: int = 100_
     videos = pa.Table.from_pylist([{"video_id": f"v{i:08d}", "uri": f"/data/v{i}.mp4", "status": OK}
                                    for i in range(n_videos)], schema=VIDEO_SCHEMA)
     store.table("videos").add(videos)
-    store.optimize()  # compact the fragments left by the chunked writes
+    store.ensure_lookup_indexes()  # as the start of an ingest does
+    store.optimize()  # compact the fragments left by the chunked writes (as the end of an ingest does)
     return store
 
 
