@@ -101,3 +101,71 @@ def test_lookup_indexes_created_and_kept_current(store):
     assert (stats.num_indexed_rows, stats.num_unindexed_rows) == (510, 0)
     rows = store.table("clips").search().where("video_id = 'v00605'").to_arrow()
     assert rows.num_rows == 1
+
+
+def test_memory_budget_is_set_from_the_api(store):
+    import vidclip
+    from conftest import TINY
+    from vidclip.errors import QueryError
+
+    lib = vidclip.open(store.uri, model=TINY, exact_memory_mb=0)
+    assert lib.store.exact.max_bytes == 0 and not lib.store.exact.fits(lib.store.table("clips"))
+    q = _unit(1, 13)[0]
+    assert lib.store.search_vectors("clips", q, 5).column("video_id").to_pylist() == \
+        _lance_flat(store, q, 5).column("video_id").to_pylist()
+    assert vidclip.open(store.uri, model=TINY, exact_memory_mb=0.5).store.exact.max_bytes == 2**19
+    with pytest.raises(QueryError, match="exact_memory_mb"):
+        vidclip.open(store.uri, model=TINY, exact_memory_mb=-1)
+
+
+def test_video_directory_follows_status_and_budget(store):
+    ids = {"v00001", "v00002", "v00003", "nope"}
+    assert store.video_uris(ids) == {v: {"video_id": v, "uri": f"/x/{v}.mp4"} for v in ids - {"nope"}}
+    # another process marks one video pending (a re-ingest in flight): it disappears at once
+    other = Store.open(store.uri)
+    other.table("videos").update(where="video_id = 'v00002'", values={"status": "pending"})
+    assert set(store.video_uris(ids)) == {"v00001", "v00003"}
+    assert set(store.videos_by_id(ids)) == {"v00001", "v00003"}  # the LanceDB path agrees
+    # a filter goes to LanceDB; over budget, lookups go to LanceDB too, with the same answer
+    assert set(store.video_uris(ids, where="uri = '/x/v00003.mp4'")) == {"v00003"}
+    store.directory.max_bytes = 10
+    store.directory.clear()
+    assert store.directory.lookup(store.table("videos"), ids, OK) is None
+    assert set(store.video_uris(ids)) == {"v00001", "v00003"}
+
+
+def test_search_is_the_same_from_memory_and_from_lancedb(store):
+    from vidclip.search import search_vector
+
+    q = _unit(1, 21)[0]
+    fast = search_vector(store, q, k=10, moments=False)
+    store.exact.max_bytes = store.directory.max_bytes = 0
+    slow = search_vector(store, q, k=10, moments=False)
+    assert [(h.video_id, h.uri, h.clip_start_s) for h in fast] == [(h.video_id, h.uri, h.clip_start_s) for h in slow]
+    np.testing.assert_allclose([h.score for h in fast], [h.score for h in slow], atol=1e-5)
+    assert len(fast) == 10
+
+
+def test_moments_when_a_speculated_video_drops_out(store):
+    """Frames for the top groups are fetched beside the videos lookup; a top video that turns out
+    not to be ok is replaced, and its replacement still gets a moment from its own frames."""
+    from vidclip.search import search_vector
+    from vidclip.store import frame_schema
+
+    clips = store.table("clips").to_arrow()
+    n = clips.num_rows
+    vecs = np.stack(clips.column("vector").to_numpy(zero_copy_only=False))
+    start = clips.column("start_s").to_numpy()
+    store.table("frames").add(pa.table({  # two frames inside each clip, both equal to the clip vector
+        "video_id": pa.array(np.repeat(clips.column("video_id").to_numpy(zero_copy_only=False), 2)),
+        "t": pa.array(np.repeat(start, 2) + np.tile([0.5, 1.5], n)),
+        "vector": vectors_array(np.repeat(vecs, 2, axis=0)),
+    }, schema=frame_schema(DIM)))
+    q = _unit(1, 33)[0]
+    before = search_vector(store, q, k=5)
+    assert all(h.best_t is not None for h in before)
+    store.table("videos").update(where=f"video_id = '{before[0].video_id}'", values={"status": "pending"})
+    after = search_vector(store, q, k=5)
+    assert [h.video_id for h in after[:4]] == [h.video_id for h in before[1:]]
+    assert after[4].video_id not in {h.video_id for h in before}
+    assert all(h.best_t is not None and h.clip_start_s <= h.best_t <= h.clip_end_s for h in after)

@@ -42,10 +42,19 @@ def open(
     device: str = "auto",
     create: bool = True,
     storage_options: dict | None = None,
+    exact_memory_mb: float | None = None,
 ) -> "Library":
     """Open (or create) a library.  For an existing store, `model`/`pretrained` may be left out:
-    the store's own are used, and any that are given must match them."""
+    the store's own are used, and any that are given must match them.
+
+    exact_memory_mb: RAM for the in-memory exact search over a table without an ANN index, and
+    for the in-memory video_id -> uri directory, each (vidclip/exact.py; default 1024 MB, about
+    520k 512-d clips); 0 leaves both to LanceDB."""
     store = Store.open(str(db), create=create, storage_options=storage_options)
+    if exact_memory_mb is not None:
+        if not exact_memory_mb >= 0:
+            raise QueryError(f"exact_memory_mb must be >= 0, got {exact_memory_mb!r}")
+        store.exact.max_bytes = store.directory.max_bytes = int(exact_memory_mb * 2**20)
     if isinstance(model, ModelConfig):
         requested = model
     else:

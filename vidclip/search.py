@@ -24,7 +24,7 @@ import pyarrow as pa
 from vidclip.errors import QueryError
 from vidclip.moments import DEFAULT_MARGIN, find_moment
 from vidclip.rerank import DEFAULT_ALPHA, DEFAULT_RERANK_K, check_rerank, rescore
-from vidclip.store import Store, sql_str, vectors_of
+from vidclip.store import Store, sql_in, sql_str, vectors_of
 
 LEVELS = ("clip", "video")
 MAX_K = 1000
@@ -141,10 +141,18 @@ def search_vector(
             prefilter = set(ids)
     want = max(k * cap, rerank_k if rerank else 0)  # candidate rows needed after dropping others
     fetch = max(4 * want, 32)
+    speculative = None  # frames fetched for the first page's top groups, beside the videos lookup
     while True:
         rows = store.search_vectors(table, query, fetch, prefilter, nprobes=nprobes, refine_factor=refine_factor).to_pylist()
         exhausted = len(rows) < fetch  # a short page: no more candidates to fetch
-        videos = store.videos_by_id({r["video_id"] for r in rows}, where=where)
+        lookup = _pool().submit(store.video_uris, {r["video_id"] for r in rows}, where=where)
+        if moments and not rerank and speculative is None:
+            # Almost every candidate is committed and allowed: fetch the moments' frames for the
+            # top groups now, in parallel with the videos lookup (the two LanceDB queries overlap),
+            # and fetch again below only for videos the lookup drops.
+            guess = _group(rows, k, cap)
+            speculative = (_frames_for(store, guess), {_key(r) for r in guess})
+        videos = lookup.result()
         rows = [r for r in rows if r["video_id"] in videos]  # committed and allowed by the filter
         for r in rows:
             r["clip_score"] = 1.0 - float(r["_distance"])
@@ -166,10 +174,31 @@ def search_vector(
     else:
         chosen = _group(rows, k, cap)
         if moments:
-            frames = _frames_for(store, chosen)
+            frames, fetched = speculative
+            # a video with any chosen row not fetched is fetched again whole (its entry is per video)
+            redo = {r["video_id"] for r in chosen if _key(r) not in fetched}
+            if redo:
+                frames = {**frames, **_frames_for(store, [r for r in chosen if r["video_id"] in redo])}
             for r in chosen:
                 r["moment"] = _moment(frames, r, query, margin)
     return Hits(_hit(r, videos[r["video_id"]]) for r in chosen)
+
+
+_POOL = None
+
+
+def _pool():
+    """A small shared thread pool for LanceDB queries that can run side by side."""
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vidclip-query")
+    return _POOL
+
+
+def _key(row: dict) -> tuple:
+    return row["video_id"], row["clip_id"], row["start_s"], row["end_s"]
 
 
 def _group(rows: list[dict], k: int, cap: int) -> list[dict]:
@@ -197,7 +226,11 @@ def _frames_for(store: Store, rows: list[dict]) -> dict[str, tuple[np.ndarray, n
     for vid, parts in spans.items():
         ranges = " OR ".join(f"(t >= {lo!r} AND t <= {hi!r})" for lo, hi in _merge(parts))
         terms.append(f"(video_id = {sql_str(vid)} AND ({ranges}))")
-    tbl = store.frames_where(" OR ".join(terms))
+    # The IN list lets LanceDB answer from the video_id BTREE index; the per-video time ranges then
+    # filter those rows.  The OR of (video_id AND time) terms alone defeats the index (41 ms vs 7 ms
+    # for 10 videos among 400k frames).
+    ids = sql_in("video_id", sorted(spans))
+    tbl = store.frames_where(f"{ids} AND ({' OR '.join(terms)})")
     out = {}
     if tbl.num_rows == 0:
         return out

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from vidclip.errors import QueryError, StoreError, StoreMismatchError
-from vidclip.exact import ExactIndex
+from vidclip.exact import ExactIndex, VideoDirectory
 
 SCHEMA_VERSION = 1
 OK, FAILED, PENDING = "ok", "failed", "pending"
@@ -182,6 +182,7 @@ class Store:
         self._meta: dict | None = None
         self._meta_version: int | None = None
         self.exact = ExactIndex(SEARCH_COLUMNS)  # in-memory exact search (vidclip/exact.py)
+        self.directory = VideoDirectory()  # in-memory video_id -> uri of ok videos (vidclip/exact.py)
 
     # -- opening ----------------------------------------------------------------------------------
     @classmethod
@@ -456,6 +457,15 @@ class Store:
         """video_id -> status."""
         tbl = self.table("videos").search().select(["video_id", "status"]).limit(None).to_arrow()
         return dict(zip(tbl.column("video_id").to_pylist(), tbl.column("status").to_pylist()))
+
+    def video_uris(self, video_ids: Iterable[str], where: str | None = None) -> dict[str, dict]:
+        """video_id -> {"video_id", "uri"} (at least) of the ok videos among `video_ids` that match
+        the trusted SQL `where`: from memory when there is no filter (self.directory)."""
+        if where is None:
+            found = self.directory.lookup(self.table("videos"), set(video_ids), OK)
+            if found is not None:
+                return found
+        return self.videos_by_id(video_ids, where=where)
 
     def videos_by_id(self, video_ids: Iterable[str], status: str | None = OK, where: str | None = None) -> dict[str, dict]:
         """video_id -> videos row, for those of `status` (and matching the trusted SQL `where`)."""
