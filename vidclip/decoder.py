@@ -29,13 +29,19 @@ DECORD = "decord"
 PYAV = "pyav"
 
 
+# Codecs whose PyAV (ffmpeg) decoder skips non-key frames fast enough to beat decord's keyframe
+# seeks (bench/decode.json, keyframes case, CPU-s): H.264 10-min 720p 0.73 vs 0.93, 60 s 720p 0.33
+# vs 0.59.  VP9 is the opposite (0.40 vs 0.04): decord seeks straight to each keyframe.
+SKIPS_NONKEY_FAST = frozenset({"h264"})
+
+
 def preferred_decoders(plan: SamplePlan, probe: Probe) -> tuple[str, ...]:
     """Which decoder to try first for this plan (the other is the fallback).  Chosen from
-    `vidclip bench decode` (bench/decode.json, 10-min 720p H.264, CPU-s): decord is faster when
-    many frames are decoded (every frame: 38 vs 54) and on par for sparse picks (uniform-12: 2.1 vs
-    2.5 with PyAV seeking; both seek to the keyframe before each frame), so it stays first; a
-    keyframes-only plan goes to PyAV first, whose codec skips non-key frames (0.76 vs 1.02)."""
-    if plan.keyframes_only:
+    `vidclip bench decode` (bench/decode.json): decord is faster when many frames are decoded
+    (every frame of a 10-min 720p H.264: 32.8 vs 41.1 CPU-s) and on par for sparse picks
+    (uniform-12: 1.76 vs 1.65 with PyAV seeking), so it stays first; a keyframes-only plan on H.264
+    goes to PyAV first, whose codec skips non-key frames."""
+    if plan.keyframes_only and probe.info.codec in SKIPS_NONKEY_FAST:
         return (PYAV, DECORD)
     return (DECORD, PYAV)
 
