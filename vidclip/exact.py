@@ -34,19 +34,19 @@ class ExactIndex:
         self._lock = threading.Lock()
         self._sized: dict[str, tuple[int, int]] = {}  # table name -> (version, rows) at the last check
 
-    def fits(self, tbl) -> bool:
+    def fits(self, tbl, version: int | None = None) -> bool:
+        """Whether the table's vectors fit the budget (counted once per table version)."""
         if self.max_bytes <= 0:
             return False
-        dim = tbl.schema.field("vector").type.list_size
-        version = tbl.version
+        version = tbl.version if version is None else version
         sized = self._sized.get(tbl.name)
         if sized is None or sized[0] != version:
-            sized = self._sized[tbl.name] = (version, tbl.count_rows())
-        return sized[1] * dim * 4 <= self.max_bytes
+            dim = tbl.schema.field("vector").type.list_size
+            sized = self._sized[tbl.name] = (version, tbl.count_rows() * dim * 4)
+        return sized[1] <= self.max_bytes
 
-    def _matrix(self, name: str, tbl):
-        """(rows, (D, N) float32 torch tensor) for the table's current version."""
-        version = tbl.version
+    def _matrix(self, name: str, tbl, version: int):
+        """(rows, (D, N) float32 torch tensor) for the table at `version` (or newer)."""
         with self._lock:
             entry = self._loaded.get(name)
             if entry is None or entry[0] != version:
@@ -76,12 +76,16 @@ class ExactIndex:
         rows = pa.Table.from_batches(metas, schema=schema).combine_chunks() if metas else schema.empty_table()
         return rows, matrix
 
-    def search(self, name: str, tbl, vector: np.ndarray, limit: int, video_ids: set[str] | None = None) -> pa.Table:
+    def search(self, name: str, tbl, vector: np.ndarray, limit: int, video_ids: set[str] | None = None) -> pa.Table | None:
         """The `limit` rows with the largest dot product with `vector` (D,), best first, as LanceDB
-        returns them: `self.columns` + `_distance` (1 - dot).  `video_ids` restricts the rows."""
+        returns them: `self.columns` + `_distance` (1 - dot).  `video_ids` restricts the rows.
+        None when the table does not fit the budget (the caller asks LanceDB instead)."""
         import torch
 
-        rows, matrix = self._matrix(name, tbl)
+        version = tbl.version
+        if not self.fits(tbl, version):
+            return None
+        rows, matrix = self._matrix(name, tbl, version)
         query = torch.from_numpy(np.array(vector, dtype=np.float32))  # (D,)
         scores = (query[None] @ matrix)[0].numpy()  # (N,)
         if video_ids is not None:

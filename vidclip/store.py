@@ -515,8 +515,10 @@ class Store:
         index exists, see vidclip/index.py) LanceDB's index answers."""
         vector = np.asarray(vector, dtype=np.float32)
         tbl = self.table(table)
-        if nprobes is None and refine_factor is None and self.exact.fits(tbl):
-            return self.exact.search(table, tbl, vector, limit, video_ids)
+        if nprobes is None and refine_factor is None:
+            found = self.exact.search(table, tbl, vector, limit, video_ids)
+            if found is not None:
+                return found
         query = tbl.search(vector).distance_type("dot").limit(limit)
         if nprobes is not None:
             query = query.nprobes(int(nprobes))
