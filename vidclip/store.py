@@ -540,8 +540,9 @@ class Store:
     # -- full-text search ---------------------------------------------------------------------------
     def fts_search(self, text: str, limit: int, where: str | None = None) -> pa.Table:
         """video_id, _score of ok videos whose title/description/tags match `text` (BM25, LanceDB's
-        native FTS index over `search_text`).  The index is built on first use and rebuilt lazily
-        here whenever rows were committed since (num_unindexed_rows > 0), so ingest pays nothing."""
+        native FTS index over `search_text`).  The index is built on first use; the optimize() at
+        the end of each ingest folds new rows into it, and it is rebuilt here only if rows are still
+        unindexed (num_unindexed_rows > 0)."""
         tbl = self.table("videos")
         if FTS_COLUMN not in tbl.schema.names:
             return pa.table({"video_id": pa.array([], pa.string()), "_score": pa.array([], pa.float32())})
