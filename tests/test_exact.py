@@ -169,3 +169,17 @@ def test_moments_when_a_speculated_video_drops_out(store):
     assert [h.video_id for h in after[:4]] == [h.video_id for h in before[1:]]
     assert after[4].video_id not in {h.video_id for h in before}
     assert all(h.best_t is not None and h.clip_start_s <= h.best_t <= h.clip_end_s for h in after)
+
+
+def test_at_most_two_tables_are_held(store):
+    """After a reindex switches tables, searching the new ones drops the oldest copy."""
+    q = _unit(1, 41)[0]
+    for name in ("clips_b", "clips_c"):
+        store.create_table(name, segment_schema(DIM), store.table("clips").to_arrow())
+    store.search_vectors("clips", q, 3)
+    store.search_vectors("clips_b", q, 3)
+    assert list(store.exact._loaded) == ["clips", "clips_b"]
+    store.search_vectors("clips", q, 3)  # used again: now the most recent
+    hits = store.search_vectors("clips_c", q, 3)
+    assert list(store.exact._loaded) == ["clips", "clips_c"]  # clips_b, least recently used, dropped
+    assert hits.column("video_id").to_pylist() == store.search_vectors("clips_b", q, 3).column("video_id").to_pylist()

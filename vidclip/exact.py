@@ -3,10 +3,11 @@
 LanceDB's flat (exact) search reads and scores the whole vector column on every query: about
 270 ms at 100k 512-d clips on the 2-core dev machine, while one BLAS matrix-vector product over the
 same matrix held in RAM takes about 10 ms (bench/query_cpu.json).  For a table without an ANN index
-the store therefore keeps the float32 vectors (as a (D, N) torch tensor) plus the few columns a hit needs in memory, loaded
-on first use and reloaded whenever the table's version changes (any commit, from any process).  The
-result is the same rows and `_distance` (1 - dot) LanceDB would return, so callers cannot tell the
-two paths apart except by speed.
+the store therefore keeps the float32 vectors (as a (D, N) torch tensor) and the few columns a hit
+needs in memory, loaded on first use and reloaded whenever the table's version changes (any commit,
+from any process).  The result is the same rows and `_distance` (1 - dot) LanceDB would return, so
+callers cannot tell the two paths apart except by speed.  At most MAX_TABLES tables are held (the
+clip and the whole-video level): after a reindex switches tables, the old copies are dropped.
 
 The copy costs N x D x 4 bytes (200 MB at 100k clips of 512-d); a table larger than `max_bytes`
 stays on LanceDB's own flat scan, and above `vidclip.index.EXACT_THRESHOLD` rows `vidclip index`
@@ -22,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB: ~520k clip vectors of 512-d, ~350k of 768-d
+MAX_TABLES = 2
 
 
 class ExactIndex:
@@ -32,7 +34,7 @@ class ExactIndex:
         self.max_bytes = int(max_bytes)
         self._loaded: dict[str, tuple] = {}  # name -> (version, rows, (D, N) torch tensor)
         self._lock = threading.Lock()
-        self._sized: dict[str, tuple[int, int]] = {}  # table name -> (version, rows) at the last check
+        self._sized: dict[str, tuple[int, int]] = {}  # table name -> (version, bytes) at the last check
 
     def fits(self, tbl, version: int | None = None) -> bool:
         """Whether the table's vectors fit the budget (counted once per table version)."""
@@ -53,8 +55,11 @@ class ExactIndex:
                 self._loaded.pop(name, None)  # free the old copy before reading the new one
                 # A commit landing between the version check and this read only causes one extra
                 # reload later (the rows are at least as new as `version`), never stale results.
+                while len(self._loaded) >= MAX_TABLES:  # the least recently used goes first
+                    self._loaded.pop(next(iter(self._loaded)))
                 entry = (version, *self._read(tbl))
-                self._loaded[name] = entry
+            self._loaded.pop(name, None)
+            self._loaded[name] = entry  # most recently used last
             return entry[1], entry[2]
 
     def _read(self, tbl):
