@@ -83,27 +83,7 @@ def run_in_process(
     progress: bool = True,
     total: int | None = None,
 ) -> IngestReport:
-    # The sandbox child starts first: it imports its decoders while the store is repaired and prepared.
-    with make_decoder(decode.job, decode.timeout_s, decode.isolate) as decoder:
-        return _run(decoder, store, entries, encoder, aggregator, temporal_name, sampling, decode,
-                    retry_failed, commit, progress, total)
-
-
-def _run(
-    decoder,
-    store: Store,
-    entries: Iterable,
-    encoder,
-    aggregator,
-    temporal_name: str,
-    sampling: SamplingConfig,
-    decode: DecodeConfig = DecodeConfig(),
-    retry_failed: bool = False,
-    commit: CommitPolicy = CommitPolicy(),
-    progress: bool = True,
-    total: int | None = None,
-) -> IngestReport:
-    committer = Committer.begin(store, encoder.dim, commit, progress, total)
+    committer: Committer  # begun below, once the decode sandbox is starting
     queue = _Queue()
     in_flight: list[_Slot] = []
 
@@ -166,24 +146,27 @@ def _run(
         committer.failed(item, reason)
 
     geometry = FrameGeometry.of_model(encoder.model)
-    items = triage(entries, store.sources(), store.video_status(), retry_failed)
-    budget = int(PREFETCH_BATCHES * encoder.batch_size)
-    with _Prefetch(items, decoder, sampling, decode, geometry, budget) as messages:
-        for tag, item, payload in messages:
-            if tag == "skip":
-                committer.skipped(item)
-            elif tag == "failure":
-                committer.failed(item, item.error)
-            elif tag == "start":
-                slot = None
-            elif tag == "msg":
-                on_message(item, *payload)
-            elif tag == _ERROR:
-                on_error(item, payload)
-            elif tag == _END:
-                finish_ready()
-            elif tag == _IDLE and queue.size >= min(EAGER_MIN_FRAMES, encoder.batch_size):
-                encode_queue()
+    # The sandbox child starts first: it imports its decoders while the store is repaired and prepared.
+    with make_decoder(decode.job, decode.timeout_s, decode.isolate) as decoder:
+        committer = Committer.begin(store, encoder.dim, commit, progress, total)
+        items = triage(entries, store.sources(), store.video_status(), retry_failed)
+        budget = int(PREFETCH_BATCHES * encoder.batch_size)
+        with _Prefetch(items, decoder, sampling, decode, geometry, budget) as messages:
+            for tag, item, payload in messages:
+                if tag == "skip":
+                    committer.skipped(item)
+                elif tag == "failure":
+                    committer.failed(item, item.error)
+                elif tag == "start":
+                    slot = None
+                elif tag == "msg":
+                    on_message(item, *payload)
+                elif tag == _ERROR:
+                    on_error(item, payload)
+                elif tag == _END:
+                    finish_ready()
+                elif tag == _IDLE and queue.size >= min(EAGER_MIN_FRAMES, encoder.batch_size):
+                    encode_queue()
     encode_queue()
     finish_ready()
     return committer.close()
