@@ -43,6 +43,9 @@ def test_operators(table):
     assert ids(table, {"tags": ("is_null", True)}) == ["b"]
     assert ids(table, {"ingested_at": (">", datetime(2024, 3, 1, tzinfo=timezone.utc))}) == ["b", "c"]
     assert ids(table, {"ingested_at": ("<=", "2024-01-02T00:00:00+00:00")}) == ["a"]
+    # values as the CLI's --filter COLUMN=VALUE gives them (strings), typed by the column
+    assert ids(table, {"width": "320"}) == ["b"] and ids(table, {"duration_s": (">", "12.5")}) == ["c"]
+    assert ids(table, {"title": "50% off"}) == ["b"] and ids(table, {"title": "1984"}) == []
 
 
 def test_like_wildcards_are_literal(table):

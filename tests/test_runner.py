@@ -27,7 +27,7 @@ def slow_videos(tmp_path_factory):
 
 def _ingest(tmp_path, name, videos, monkeypatch, prefetch_batches):
     monkeypatch.setattr(runner, "PREFETCH_BATCHES", prefetch_batches)
-    monkeypatch.setenv("VIDCLIP_TEST_SLOW_S", "0.4")
+    monkeypatch.setenv("VIDCLIP_TEST_SLOW_S", "1.0")  # far longer than encoding 8 tiny-model frames
     lib = vidclip.open(tmp_path / name, model=TINY)
     lib.encoder.batch_size = 64
     calls = []
@@ -72,7 +72,12 @@ def test_prefetch_queue_respects_its_frame_budget(tmp_path, video_dir):
             seen, peak = 0, 0
             for tag, _, payload in prefetch:
                 if tag == "start" and seen == 0:
-                    time.sleep(1.5)  # a stalled model: the decoder fills the queue meanwhile
+                    # a stalled model: wait until the decoder has run ahead (the deadline only
+                    # guards against a hang; the assertions below do not depend on timing)
+                    deadline = time.monotonic() + 120
+                    while prefetch._frames < 4 and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    time.sleep(0.5)  # room to overshoot the budget, were it not enforced
                 peak = max(peak, prefetch._frames)
                 if tag == "msg":
                     seen += runner._frames_in((tag, None, payload))

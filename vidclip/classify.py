@@ -77,8 +77,10 @@ def check_labels(labels, templates) -> tuple[list[str], list[str]]:
         raise QueryError(f"at most {MAX_LABELS} labels, got {len(labels)}")
     if len(set(labels)) != len(labels):
         raise QueryError("labels must be distinct")
+    if isinstance(templates, str):
+        raise QueryError("templates must be a non-empty list of strings with one '{}'")
     templates = list(DEFAULT_TEMPLATES if templates is None else templates)
-    if isinstance(templates, str) or not templates:
+    if not templates:
         raise QueryError("templates must be a non-empty list of strings with one '{}'")
     for t in templates:
         if not isinstance(t, str) or t.count("{}") != 1 or t.replace("{}", "").count("{") or t.replace("{}", "").count("}"):

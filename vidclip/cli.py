@@ -208,7 +208,7 @@ def cmd_search(args) -> int:
         column, sep, value = item.partition("=")
         if not sep or not column:
             raise InputError(f"--filter expects COLUMN=VALUE, got {item!r}")
-        where[column] = _typed(value)
+        where[column] = value  # typed by the column (vidclip.filters): '1984' stays a string for a text column
     lib = _open(args, create=False)
     hits = lib.search(
         args.query, image=args.image, video=args.video, span=tuple(args.span) if args.span else None,
@@ -220,16 +220,6 @@ def cmd_search(args) -> int:
     else:
         _print_hits(hits)
     return 0
-
-
-def _typed(value: str):
-    """A --filter value: a number when it reads as one, else the string itself."""
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
 
 
 def _print_hits(hits) -> None:

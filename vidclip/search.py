@@ -145,7 +145,8 @@ def search_vector(
     while True:
         rows = store.search_vectors(table, query, fetch, prefilter, nprobes=nprobes, refine_factor=refine_factor).to_pylist()
         exhausted = len(rows) < fetch  # a short page: no more candidates to fetch
-        lookup = _pool().submit(store.video_uris, {r["video_id"] for r in rows}, where=where)
+        # with a prefilter the rows already come only from ok videos the filter allows
+        lookup = _pool().submit(store.video_uris, {r["video_id"] for r in rows}, where=None if prefilter is not None else where)
         if moments and not rerank and speculative is None:
             # Almost every candidate is committed and allowed: fetch the moments' frames for the
             # top groups now, in parallel with the videos lookup (the two LanceDB queries overlap),
