@@ -334,23 +334,32 @@ class Library:
         if not os.path.isfile(path):
             raise InputError(f"{path}: no such video file")
         if span is not None:
-            if len(span) != 2 or not float(span[0]) < float(span[1]) or float(span[0]) < 0:
+            try:
+                lo, hi = (float(x) for x in span)
+            except (TypeError, ValueError):
+                lo, hi = float("nan"), float("nan")
+            if not 0 <= lo < hi:
                 raise QueryError(f"span must be (start_s, end_s) with 0 <= start_s < end_s, got {span!r}")
-            lo, hi = float(span[0]), float(span[1])
         sampling = self._sampling(None)
         encoder = self.encoder
         facts, reader = read_video(path, sampling, DecodeConfig(), encoder.decode_size)
-        frames, times = [], []
-        for chunk in reader.chunks():
-            for t, f in zip(chunk.times, chunk.frames):
-                if span is None or lo <= t < hi:
-                    frames.append(f)
-                    times.append(t)
-        if not frames:
+        # choose the planned frames first (those in the span, then at most max_frames of them), so
+        # only they are kept and reading stops once they are all decoded
+        inside = np.arange(len(facts.times)) if span is None else np.flatnonzero((facts.times >= lo) & (facts.times < hi))
+        wanted = set(inside[select_for_clip(len(inside), sampling.max_frames)].tolist()) if len(inside) else set()
+        got: dict[int, np.ndarray] = {}
+        if wanted:
+            for chunk in reader.chunks():
+                for p, f in zip(chunk.position.tolist(), chunk.frames):
+                    if p in wanted:
+                        got[p] = f
+                if len(got) == len(wanted):
+                    break
+        if not got:
             where = f" in [{lo}, {hi})" if span is not None else ""
             raise QueryError(f"{path}: no sampled frame{where} could be decoded")
-        keep = select_for_clip(len(frames), sampling.max_frames)  # (M,)
-        vectors = encoder.encode_frames([frames[i] for i in keep]).numpy()  # (M, D)
+        keep = sorted(got)
+        vectors = encoder.encode_frames([got[p] for p in keep]).numpy()  # (M, D)
         _, aggregator = self._temporal()
         return aggregate(aggregator, vectors, [np.arange(len(keep))])[0].astype(np.float32)  # (D,)
 

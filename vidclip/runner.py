@@ -215,35 +215,8 @@ class _Prefetch:
             self._room.notify()
         return message
 
-    def _produce(self) -> None:
-        try:
-            for item in self._items:
-                if isinstance(item, Skip):
-                    ok = self._put(("skip", item, None))
-                elif isinstance(item, Failure):
-                    ok = self._put(("failure", item, None))
-                else:
-                    ok = self._put(("start", item, None))
-                    try:
-                        for message in self._decoder.run(item.entry.uri, *self._job):
-                            if not (ok := self._put(("msg", item, message))):
-                                break
-                    except MediaError as exc:
-                        ok = ok and self._put((_ERROR, item, exc.reason))
-                    ok = ok and self._put((_END, item, None))
-                if not ok:
-                    return
-        except BaseException as exc:  # a bug, or an error reading the inputs: re-raised in the caller
-            self._put((_FATAL, None, exc))
-            return
-        self._put((_EOF, None, None))
-
-    def __enter__(self):
-        if self.max_frames > 0:
-            self._thread.start()
-        return self
-
-    def _inline(self):
+    def _tagged(self):
+        """Triage's verdicts and each video's decoder messages, tagged, in order."""
         for item in self._items:
             if isinstance(item, Skip):
                 yield "skip", item, None
@@ -258,9 +231,27 @@ class _Prefetch:
                     yield _ERROR, item, exc.reason
                 yield _END, item, None
 
+    def _produce(self) -> None:
+        messages = self._tagged()
+        try:
+            for message in messages:
+                if not self._put(message):
+                    return  # stopped: the caller is leaving
+        except BaseException as exc:  # a bug, or an error reading the inputs: re-raised in the caller
+            self._put((_FATAL, None, exc))
+            return
+        finally:
+            messages.close()  # a stop mid-video ends the decoder's stream (the sandbox kills its child)
+        self._put((_EOF, None, None))
+
+    def __enter__(self):
+        if self.max_frames > 0:
+            self._thread.start()
+        return self
+
     def __iter__(self):
         if self.max_frames <= 0:
-            yield from self._inline()
+            yield from self._tagged()
             return
         while True:
             if self._q.empty():
