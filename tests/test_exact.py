@@ -183,3 +183,17 @@ def test_at_most_two_tables_are_held(store):
     hits = store.search_vectors("clips_c", q, 3)
     assert list(store.exact._loaded) == ["clips", "clips_c"]  # clips_b, least recently used, dropped
     assert hits.column("video_id").to_pylist() == store.search_vectors("clips_b", q, 3).column("video_id").to_pylist()
+
+
+def test_fts_matches_rows_added_after_the_index_without_rebuilding_it(store):
+    def add(video_id, text):
+        store.table("videos").add(pa.Table.from_pylist(
+            [{"video_id": video_id, "uri": f"/x/{video_id}.mp4", "status": OK, "search_text": text}], schema=VIDEO_SCHEMA))
+
+    add("t1", "forest trail at dawn")
+    assert store.fts_search("forest", 10).column("video_id").to_pylist() == ["t1"]  # builds the index
+    add("t2", "a forest river")
+    assert sorted(store.fts_search("forest", 10).column("video_id").to_pylist()) == ["t1", "t2"]
+    assert store.table("videos").index_stats("search_text_idx").num_unindexed_rows == 1  # scanned, not rebuilt
+    store.optimize()
+    assert store.table("videos").index_stats("search_text_idx").num_unindexed_rows == 0

@@ -87,6 +87,9 @@ def test_video_query_finds_its_source_span(lib):
     assert hit.clip_score > 0.999  # same frames, same sampling, same temporal module
     with pytest.raises(QueryError):
         lib.search(video=path, span=(3.0, 1.0))
+    for bad in [("a", 2.0), (1.0,), (1.0, 2.0, 3.0)]:
+        with pytest.raises(QueryError, match="span"):
+            lib.search(video=path, span=bad)
 
 
 def test_text_and_image_combined(lib):

@@ -540,9 +540,7 @@ class Store:
     # -- full-text search ---------------------------------------------------------------------------
     def fts_search(self, text: str, limit: int, where: str | None = None) -> pa.Table:
         """video_id, _score of ok videos whose title/description/tags match `text` (BM25, LanceDB's
-        native FTS index over `search_text`).  The index is built on first use; the optimize() at
-        the end of each ingest folds new rows into it, and it is rebuilt here only if rows are still
-        unindexed (num_unindexed_rows > 0)."""
+        native FTS index over `search_text`, built on first use)."""
         tbl = self.table("videos")
         if FTS_COLUMN not in tbl.schema.names:
             return pa.table({"video_id": pa.array([], pa.string()), "_score": pa.array([], pa.float32())})
@@ -552,12 +550,9 @@ class Store:
         return query.to_arrow()
 
     def _ensure_fts_index(self, tbl) -> None:
-        stale = True
-        for idx in tbl.list_indices():
-            if FTS_COLUMN in idx.columns:
-                stats = tbl.index_stats(idx.name)
-                stale = bool(stats and stats.num_unindexed_rows)
-        if stale:
+        """Build the FTS index on first use.  Rows committed after it are still matched (LanceDB
+        scans a text index's unindexed rows) and the optimize() after each ingest folds them in."""
+        if not any(FTS_COLUMN in idx.columns for idx in tbl.list_indices()):
             from lancedb.index import FTS
 
             tbl.create_index(FTS_COLUMN, config=FTS(), replace=True)
