@@ -90,8 +90,12 @@ def test_keyframes_mode(gop_video):
     np.testing.assert_array_equal(again.clip_of, plan.clip_of)
 
 
-def test_keyframes_mode_is_recorded():
-    cfg = SamplingConfig(mode="keyframes")
-    assert cfg.to_dict()["mode"] == "keyframes"
+def test_keyframes_mode_without_flagged_keyframes_samples_the_fps_grid():
+    """A probe that flagged no keyframe at all knows nothing about them: the plan falls back to
+    the frames nearest the 1/fps grid (not a single frame marked keyframe-only)."""
+    timeline = np.arange(100) / 10.0  # 10 s at 10 fps
+    cfg = SamplingConfig(mode="keyframes", fps=1.0, clip_seconds=5.0)
+    plan = plan_samples(timeline, 10.0, cfg, keyframes=np.zeros(100, bool))
+    assert not plan.keyframes_only and len(plan.frame_index) == 10
     with pytest.raises(InputError):
         SamplingConfig(mode="every-other")

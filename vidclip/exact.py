@@ -47,8 +47,9 @@ class ExactIndex:
             sized = self._sized[tbl.name] = (version, tbl.count_rows() * dim * 4)
         return sized[1] <= self.max_bytes
 
-    def _matrix(self, name: str, tbl, version: int):
+    def _matrix(self, tbl, version: int):
         """(rows, (D, N) float32 torch tensor) for the table at `version` (or newer)."""
+        name = tbl.name
         with self._lock:
             entry = self._loaded.get(name)
             if entry is None or entry[0] != version:
@@ -81,7 +82,7 @@ class ExactIndex:
         rows = pa.Table.from_batches(metas, schema=schema).combine_chunks() if metas else schema.empty_table()
         return rows, matrix
 
-    def search(self, name: str, tbl, vector: np.ndarray, limit: int, video_ids: set[str] | None = None) -> pa.Table | None:
+    def search(self, tbl, vector: np.ndarray, limit: int, video_ids: set[str] | None = None) -> pa.Table | None:
         """The `limit` rows with the largest dot product with `vector` (D,), best first, as LanceDB
         returns them: `self.columns` + `_distance` (1 - dot).  `video_ids` restricts the rows.
         None when the table does not fit the budget (the caller asks LanceDB instead)."""
@@ -90,7 +91,7 @@ class ExactIndex:
         version = tbl.version
         if not self.fits(tbl, version):
             return None
-        rows, matrix = self._matrix(name, tbl, version)
+        rows, matrix = self._matrix(tbl, version)
         query = torch.from_numpy(np.array(vector, dtype=np.float32))  # (D,)
         scores = (query[None] @ matrix)[0].numpy()  # (N,)
         if video_ids is not None:

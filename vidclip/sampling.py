@@ -78,6 +78,8 @@ def _without_empty_clips(frame_index: np.ndarray, clip_of: np.ndarray, bounds: n
 
 
 def _plan_keyframes(timeline, duration_s, cfg, bounds, keyframes) -> SamplePlan:
+    if keyframes is not None and not keyframes.any():
+        keyframes = None  # no frame flagged: keyframes unknown (as Probe.keyframe_before reads it)
     eligible = np.arange(len(timeline)) if keyframes is None else np.flatnonzero(keyframes)  # (M,)
     if eligible.size == 0:
         eligible = np.array([0])

@@ -89,11 +89,16 @@ class DecodeSandbox:
         parent, child = socket.socketpair()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         code = "import sys; from vidclip.sandbox import serve; serve(int(sys.argv[1]), sys.argv[2])"
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", code, str(child.fileno()), self.entry_point],
-            pass_fds=[child.fileno()], env=env, stdin=subprocess.DEVNULL, close_fds=True,
-        )
-        child.close()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", code, str(child.fileno()), self.entry_point],
+                pass_fds=[child.fileno()], env=env, stdin=subprocess.DEVNULL, close_fds=True,
+            )
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
         self._conn = Connection(parent.detach())
 
     def run(self, *job) -> Iterator[tuple]:

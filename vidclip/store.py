@@ -516,7 +516,7 @@ class Store:
         vector = np.asarray(vector, dtype=np.float32)
         tbl = self.table(table)
         if nprobes is None and refine_factor is None:
-            found = self.exact.search(table, tbl, vector, limit, video_ids)
+            found = self.exact.search(tbl, vector, limit, video_ids)
             if found is not None:
                 return found
         query = tbl.search(vector).distance_type("dot").limit(limit)
