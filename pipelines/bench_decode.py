@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import corpus
+from vidclip.arguments import positive_int
 from vidclip.config import SamplingConfig
 from vidclip.decoder import DECORD, PYAV, SampleReader
 from vidclip.probe import probe, quiet_native_logs
@@ -90,6 +91,10 @@ def run(repeats: int = 3, quick: bool = False, cache: Path = corpus.DEFAULT_CACH
     videos = corpus.DECODE_SET if not quick else [v for v in corpus.DECODE_SET if v.duration_s <= 60][:3]
     if only:
         videos = [v for v in videos if any(o in v.name for o in only)]
+        if not videos:
+            from vidclip.errors import InputError
+
+            raise InputError(f"--only {' '.join(only)}: no corpus video matches ({', '.join(v.name for v in corpus.DECODE_SET)})")
     paths = corpus.ensure(videos, cache, log)
     rows = []
     for v, path in zip(videos, paths):
@@ -115,9 +120,8 @@ def run(repeats: int = 3, quick: bool = False, cache: Path = corpus.DEFAULT_CACH
                 log(f"{v.name:40s} {case:10s} {decoder:6s} seek={seek:5s} {res['frames']:6d} fr "
                     f"wall {t['wall_s']:7.2f}s cpu {t['cpu_s']:7.2f}s  {row['frames_per_cpu_s']:8.1f} fr/cpu-s")
     # decode-time resize vs resize afterwards (720p, 60 s, 4 frames/s)
-    resize = {}
     v = next(v for v in corpus.DECODE_SET if v.res == "720p" and v.duration_s == 60)
-    path = str(cache / v.name)
+    path = str(corpus.ensure([v], cache, log)[0])  # also when --only left it out
     pr = probe(path, BUDGET)
     plan = plan_samples(pr.timeline, pr.info.duration_s, SamplingConfig(fps=4.0))
     size = decode_size(pr.info.width, pr.info.height)
@@ -157,7 +161,7 @@ def main(argv=None) -> int:
 
 
 def add_arguments(ap) -> None:
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=positive_int, default=3)
     ap.add_argument("--quick", action="store_true", help="short videos only (smoke run)")
     ap.add_argument("--cache", type=Path, default=corpus.DEFAULT_CACHE, help="corpus cache directory")
     ap.add_argument("--only", nargs="+", help="only corpus videos whose name contains one of these")

@@ -19,6 +19,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from pipelines import corpus
+from vidclip.arguments import positive_int
 
 
 def _frames(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -96,8 +97,8 @@ def run(models=("ViT-B-32", "ViT-L-14"), batch_sizes=(1, 8, 32, 64), repeats: in
 
 def add_arguments(ap) -> None:
     ap.add_argument("--models", nargs="+", default=["ViT-B-32", "ViT-L-14"])
-    ap.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8, 32, 64])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch-sizes", nargs="+", type=positive_int, default=[1, 8, 32, 64])
+    ap.add_argument("--repeats", type=positive_int, default=3)
     ap.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile)")
     ap.add_argument("--out", default="bench/encode.json")
 

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from pipelines import corpus
+from vidclip.arguments import positive_int
 
 MODEL = "ViT-B-32"
 BATCH = 64
@@ -152,8 +153,8 @@ def run(ns=(10, 100), repeats: int = 3, prefetch_compare: bool = True, cache: Pa
 
 
 def add_arguments(ap) -> None:
-    ap.add_argument("--n", type=int, nargs="+", default=[10, 100], help="corpus sizes (videos)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--n", type=positive_int, nargs="+", default=[10, 100], help="corpus sizes (videos)")
+    ap.add_argument("--repeats", type=positive_int, default=3)
     ap.add_argument("--no-prefetch-compare", action="store_true", help="skip the run without the decode thread")
     ap.add_argument("--ray", action="store_true", help="also run the Ray Data job (local Ray, started on the clock)")
     ap.add_argument("--cache", type=Path, default=corpus.DEFAULT_CACHE)

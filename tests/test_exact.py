@@ -114,8 +114,9 @@ def test_memory_budget_is_set_from_the_api(store):
     assert lib.store.search_vectors("clips", q, 5).column("video_id").to_pylist() == \
         _lance_flat(store, q, 5).column("video_id").to_pylist()
     assert vidclip.open(store.uri, model=TINY, exact_memory_mb=0.5).store.exact.max_bytes == 2**19
-    with pytest.raises(QueryError, match="exact_memory_mb"):
-        vidclip.open(store.uri, model=TINY, exact_memory_mb=-1)
+    for bad in (-1, "1", True):
+        with pytest.raises(QueryError, match="exact_memory_mb"):
+            vidclip.open(store.uri, model=TINY, exact_memory_mb=bad)
 
 
 def test_video_directory_follows_status_and_budget(store):

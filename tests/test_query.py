@@ -78,6 +78,11 @@ def test_rerank_modes_rescore(lib):
     assert top.score >= top.clip_score - 1e-5  # a max over frames is >= the cosine with their mean
     with pytest.raises(QueryError):
         lib.search(image=q, rerank="median")
+    bad = [dict(rerank="max", rerank_k=10**6), dict(nprobes=0), dict(refine_factor="x"), dict(nprobes=True),
+           dict(text="a ball", hybrid=True, rrf_k=0), dict(text="a ball", hybrid=True, fusion="weighted", text_weight=2)]
+    for kwargs in bad:  # one-line errors before any search work, never a LanceDB or Python traceback
+        with pytest.raises(QueryError, match=r"rerank_k|nprobes|refine_factor|rrf_k|text_weight"):
+            lib.search(**({"image": q} | kwargs) if "text" not in kwargs else kwargs)
 
 
 def test_video_query_finds_its_source_span(lib):

@@ -19,7 +19,7 @@ from vidclip.config import DEFAULT_MODEL, DEFAULT_PRETRAINED, DecodeConfig, Mode
 from vidclip.errors import InputError, QueryError, StoreMismatchError
 from vidclip.ingest import IngestReport
 from vidclip.rerank import DEFAULT_ALPHA, DEFAULT_RERANK_K, check_rerank
-from vidclip.search import MAX_K, Hits, check_request, search_vector
+from vidclip.search import MAX_K, Hits, check_ann, check_request, search_vector
 
 if TYPE_CHECKING:
     from pipelines.options import JobOptions
@@ -52,7 +52,7 @@ def open(
     520k 512-d clips); 0 leaves both to LanceDB."""
     store = Store.open(str(db), create=create, storage_options=storage_options)
     if exact_memory_mb is not None:
-        if not exact_memory_mb >= 0:
+        if isinstance(exact_memory_mb, bool) or not isinstance(exact_memory_mb, (int, float)) or not exact_memory_mb >= 0:
             raise QueryError(f"exact_memory_mb must be >= 0, got {exact_memory_mb!r}")
         store.exact.max_bytes = store.directory.max_bytes = int(exact_memory_mb * 2**20)
     if isinstance(model, ModelConfig):
@@ -239,8 +239,13 @@ class Library:
 
         check_request(k, per_video, level)
         check_rerank(rerank, rerank_k, alpha)
+        check_ann(nprobes, refine_factor)
         if fusion not in FUSIONS:
             raise QueryError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+        if isinstance(rrf_k, bool) or not isinstance(rrf_k, int) or rrf_k < 1:
+            raise QueryError(f"rrf_k must be an integer >= 1, got {rrf_k!r}")
+        if isinstance(text_weight, bool) or not isinstance(text_weight, (int, float)) or not 0.0 <= text_weight <= 1.0:
+            raise QueryError(f"text_weight must be a number in [0, 1], got {text_weight!r}")
         if hybrid and (text is None or not str(text).strip()):
             raise QueryError("hybrid search needs a text query")
         sql = combine_where(self.store, where, where_sql)

@@ -17,11 +17,14 @@ DEFAULT_RERANK_K = 100
 DEFAULT_ALPHA = 0.5
 
 
+MAX_RERANK_K = 1000  # candidates whose frames one search reads
+
+
 def check_rerank(rerank: str | None, rerank_k: int, alpha: float) -> None:
     if rerank is not None and rerank not in RERANKERS:
         raise QueryError(f"rerank must be one of {', '.join(RERANKERS)} or None, got {rerank!r}")
-    if isinstance(rerank_k, bool) or not isinstance(rerank_k, int) or rerank_k < 1:
-        raise QueryError(f"rerank_k must be an integer >= 1, got {rerank_k!r}")
+    if isinstance(rerank_k, bool) or not isinstance(rerank_k, int) or not 1 <= rerank_k <= MAX_RERANK_K:
+        raise QueryError(f"rerank_k must be an integer between 1 and {MAX_RERANK_K}, got {rerank_k!r}")
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
         raise QueryError(f"alpha must be a number in [0, 1], got {alpha!r}")
 

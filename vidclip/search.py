@@ -99,6 +99,12 @@ def check_request(k: int, per_video: int, level: str) -> None:
         raise QueryError(f"per_video must be an integer >= 1, got {per_video!r}")
 
 
+def check_ann(nprobes, refine_factor) -> None:
+    for name, value in (("nprobes", nprobes), ("refine_factor", refine_factor)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise QueryError(f"{name} must be None or an integer >= 1, got {value!r}")
+
+
 def search_vector(
     store: Store,
     query: np.ndarray,
@@ -121,6 +127,7 @@ def search_vector(
     where: a SQL predicate over the videos table, built by vidclip.filters (or trusted where_sql)."""
     check_request(k, per_video, level)
     check_rerank(rerank, rerank_k, alpha)
+    check_ann(nprobes, refine_factor)
     if not store.has_vectors:
         return Hits()
     query = np.asarray(query, dtype=np.float32)
