@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import pytest
@@ -91,7 +90,17 @@ def start_job(db, corpus, env=None):
                             env=env, start_new_session=True)
 
 
-def pids_matching(text: str) -> list[int]:
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("PPid:"))
+    except (OSError, StopIteration):
+        return 0
+
+
+def pids_matching(text: str, root: int) -> list[int]:
+    """Ray worker processes whose title contains `text`, descended from process `root` (this job's
+    own workers: never those of another Ray job on the machine)."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -102,7 +111,11 @@ def pids_matching(text: str) -> list[int]:
         except OSError:
             continue
         if cmd.startswith("ray::") and text in cmd:
-            found.append(int(pid))
+            ancestor = int(pid)
+            while ancestor > 1 and ancestor != root:
+                ancestor = _parent(ancestor)
+            if ancestor == root:
+                found.append(int(pid))
     return found
 
 
@@ -136,13 +149,10 @@ def finish(proc, timeout=300):
 def test_sigkill_a_worker_mid_job(tmp_path, corpus, reference):
     db = tmp_path / "db"
     proc = start_job(db, corpus, env={"VIDCLIP_TEST_SLOW_S": "1.0"})
-    killed = []
     # kill a decode task's worker once it is running, then an encoder actor's
     for title in ("FlatMap(decode_rows)", "MapBatches(EncodeActor)"):
-        assert wait(lambda: pids_matching(title), 120), f"no {title} worker appeared"
-        pid = pids_matching(title)[0]
-        os.kill(pid, signal.SIGKILL)
-        killed.append((title, pid))
+        assert wait(lambda: pids_matching(title, proc.pid), 120), f"no {title} worker appeared"
+        os.kill(pids_matching(title, proc.pid)[0], signal.SIGKILL)
     out, err = finish(proc)
     assert proc.returncode == 0, err[-3000:]
     assert f"REPORT {N_VIDEOS} 0 0" in out, (out, err[-2000:])
