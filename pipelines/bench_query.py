@@ -14,13 +14,13 @@ import argparse
 import json
 import math
 import os
-import platform
 import tempfile
 import time
 
 import numpy as np
 import pyarrow as pa
 
+from pipelines import corpus
 from vidclip import index as vindex
 from vidclip.store import OK, VIDEO_SCHEMA, Store, frame_schema, segment_schema, vectors_array
 
@@ -92,17 +92,6 @@ def time_search(tbl, queries, nprobes=None, refine=None, exact=False, limit=10):
         lat.append(time.perf_counter() - t0)
         found.append(set(res.column("_rowid").to_pylist()))
     return lat, found
-
-
-def machine() -> dict:
-    import lancedb
-    import torch
-
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
-    mem = next((int(line.split()[1]) // 1024 // 1024 for line in open("/proc/meminfo") if line.startswith("MemTotal")), None)
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": mem, "load_avg": os.getloadavg(),
-            "python": platform.python_version(), "torch": torch.__version__, "lancedb": lancedb.__version__,
-            "torch_threads": torch.get_num_threads(), "note": "2 cores shared with other users: latencies are noisy"}
 
 
 def bench_size(n: int, root: str, index_types: list[str], n_queries: int, mix: Mixture, rng) -> tuple[dict, Store]:
@@ -234,7 +223,7 @@ def main(argv=None) -> int:
     p.add_argument("--json-out", default=None)
     args = p.parse_args(argv)
 
-    result = {"machine": machine(), "dim": DIM, "k": 10, "data": "mixture of Gaussians on the sphere: sqrt(N) clusters, "
+    result = {"machine": corpus.machine_info(), "dim": DIM, "k": 10, "data": "mixture of Gaussians on the sphere: sqrt(N) clusters, "
               "cosine ~0.74 to centre, Dirichlet(2) cluster sizes; queries fresh draws from the mixture", "sizes": []}
     rng = np.random.default_rng(7)
     with tempfile.TemporaryDirectory(dir=args.dir) as root:
@@ -250,9 +239,7 @@ def main(argv=None) -> int:
             print(json.dumps({k: v for k, v in out.items() if k != "ann"}), flush=True)
             store = None
             if args.json_out:
-                os.makedirs(os.path.dirname(args.json_out) or ".", exist_ok=True)
-                with open(args.json_out, "w") as fh:
-                    json.dump(result, fh, indent=1)
+                corpus.write_result(args.json_out, result)
     return 0
 
 
