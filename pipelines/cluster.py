@@ -48,12 +48,10 @@ def ray_session(options: JobOptions):
     """Ray for the duration of a job.  Ray's own messages (e.g. "(raylet) A worker died ...") are
     printed on stdout by a background thread; stdout is pointed at stderr meanwhile, so a
     `--json` report on stdout stays clean."""
-    import sys
-
     ray = _import_ray_for_loopback() if not options.ray_address else __import__("ray")
     # lancedb warns on every fork; Ray and the decode sandbox fork only to exec a new program.
     warnings.filterwarnings("ignore", message="lancedb fork support is experimental", category=RuntimeWarning)
-    for name in ("ray", "ray.data", "ray._private"):
+    for name in ("ray", "ray.data", "ray._private"):  # before ray.init too (_quiet_ray_data runs after it)
         logging.getLogger(name).setLevel(logging.ERROR)
     with contextlib.redirect_stdout(sys.stderr):
         with _session(ray, options):

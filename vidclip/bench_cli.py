@@ -1,6 +1,6 @@
 """`vidclip bench decode|encode|ingest`: the performance benchmarks (pipelines/bench_*.py).
 
-Wired into vidclip/cli.py with `add_parsers(sub, _Parser)` and `COMMANDS`.  Each benchmark generates
+Wired into vidclip/cli.py with `add_parsers(sub)` and `COMMANDS`.  Each benchmark generates
 its corpus once into a cache directory (default ~/.cache/vidclip-bench, or $VIDCLIP_BENCH_CACHE)
 and writes a JSON result (machine, versions, every run, medians) to bench/<name>.json.
 """
@@ -16,7 +16,7 @@ _BENCHES = {
 }
 
 
-def add_parsers(subparsers, parser_class=None) -> None:
+def add_parsers(subparsers) -> None:
     p = subparsers.add_parser("bench", help="performance benchmarks on generated videos (results in bench/*.json)")
     which = p.add_subparsers(dest="bench", metavar="decode|encode|ingest")
     which.required = True

@@ -11,6 +11,7 @@ import sys
 from vidclip import bench_cli, index_cli, learn_cli, query_cli
 from vidclip.arguments import positive_float as _positive_float
 from vidclip.arguments import positive_int as _positive_int
+from vidclip.config import SAMPLING_MODES
 from vidclip.errors import InputError, VidclipError
 
 EXIT_ERROR = 2
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--db", required=True, help="store directory (created if missing)")
     model_args(p)
-    p.add_argument("--sampling", choices=["fps", "uniform", "keyframes"],
+    p.add_argument("--sampling", choices=SAMPLING_MODES,
                    help="fps: frames at --fps; uniform: --max-frames per clip; keyframes: the keyframe at or "
                    "before each 1/fps target only (fastest, for very large libraries)")
     p.add_argument("--fps", type=_positive_float, help="sampled frames per second (default 1)")
@@ -87,10 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True)
     p.add_argument("--json", action="store_true")
 
-    learn_cli.add_parsers(sub, _Parser)
-    query_cli.add_parsers(sub, _Parser)
-    index_cli.add_parsers(sub, _Parser)
-    bench_cli.add_parsers(sub, _Parser)
+    learn_cli.add_parsers(sub)  # subparsers already build _Parser instances
+    query_cli.add_parsers(sub)
+    index_cli.add_parsers(sub)
+    bench_cli.add_parsers(sub)
 
     p = sub.add_parser("demo", help="generate sample videos, ingest them and search them")
     p.add_argument("dir", nargs="?", default="vidclip-demo", help="working folder (default ./vidclip-demo)")

@@ -1,6 +1,6 @@
 """`vidclip index`: build (or report) vector indexes on the clip and whole-video tables.
 
-Wired into vidclip/cli.py with `add_parsers(sub, _Parser)` and `COMMANDS`.  Heavy imports happen
+Wired into vidclip/cli.py with `add_parsers(sub)` and `COMMANDS`.  Heavy imports happen
 inside the command, so importing this module stays cheap.
 """
 
@@ -11,8 +11,8 @@ import json
 from vidclip.arguments import positive_int as _positive_int
 
 
-def add_parsers(subparsers, parser_class=None) -> None:
-    """Add the index subcommand (`parser_class` accepted for symmetry with learn_cli)."""
+def add_parsers(subparsers) -> None:
+    """Add the index subcommand."""
     from vidclip.index import DEFAULT_INDEX_TYPE, EXACT_THRESHOLD
 
     p = subparsers.add_parser("index", help="build ANN indexes on clip/video vectors (exact search below a size threshold)")

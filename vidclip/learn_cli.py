@@ -1,6 +1,6 @@
 """`vidclip train`, `vidclip eval` and `vidclip reindex`: learning a temporal module from stored frames.
 
-Wired into vidclip/cli.py with `add_parsers(sub, _Parser)` and `COMMANDS`.  Heavy imports (torch,
+Wired into vidclip/cli.py with `add_parsers(sub)` and `COMMANDS`.  Heavy imports (torch,
 lancedb) happen inside the commands, so importing this module stays cheap.
 """
 
@@ -13,9 +13,8 @@ from vidclip.arguments import positive_float as _positive_float
 from vidclip.arguments import positive_int as _positive_int
 
 
-def add_parsers(subparsers, parser_class=None) -> None:
-    """Add the train, eval and reindex subcommands (`subparsers` already carries the parser class;
-    `parser_class` is accepted for symmetry with the caller)."""
+def add_parsers(subparsers) -> None:
+    """Add the train, eval and reindex subcommands (`subparsers` already carries the parser class)."""
     p = subparsers.add_parser("train", help="train a temporal module on captions and the store's frame vectors")
     p.add_argument("--db", required=True, help="store directory")
     p.add_argument("--captions", required=True, metavar="FILE",

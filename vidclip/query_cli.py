@@ -1,6 +1,6 @@
 """`vidclip classify`: zero-shot classification of a store's videos or clips.
 
-Wired into vidclip/cli.py with `add_parsers(sub, _Parser)` and `COMMANDS` (as learn_cli).  Heavy
+Wired into vidclip/cli.py with `add_parsers(sub)` and `COMMANDS`.(as learn_cli).  Heavy
 imports happen inside the command, so importing this module stays cheap.
 """
 
@@ -11,7 +11,7 @@ import json
 from vidclip.arguments import positive_int as _positive_int
 
 
-def add_parsers(subparsers, parser_class=None) -> None:
+def add_parsers(subparsers) -> None:
     p = subparsers.add_parser("classify", help="zero-shot classify videos (or clips) into LABELs with CLIP prompts")
     p.add_argument("labels", nargs="+", metavar="LABEL", help="two or more class names")
     p.add_argument("--db", required=True, help="store directory")
