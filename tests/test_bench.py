@@ -12,7 +12,7 @@ from vidclip.probe import probe
 
 def _parser():
     ap = argparse.ArgumentParser()
-    bench_cli.add_parsers(ap.add_subparsers(dest="command"), argparse.ArgumentParser)
+    bench_cli.add_parsers(ap.add_subparsers(dest="command"))
     return ap
 
 
