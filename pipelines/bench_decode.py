@@ -26,7 +26,8 @@ from pipelines import corpus
 from vidclip.arguments import positive_int
 from vidclip.config import SamplingConfig
 from vidclip.decoder import DECORD, PYAV, SampleReader
-from vidclip.probe import probe, quiet_native_logs
+from vidclip.container import VideoInput, allow_frame_threads
+from vidclip.probe import probe
 from vidclip.sampling import SamplePlan, plan_samples
 
 BUDGET = 7680 * 4320
@@ -69,16 +70,13 @@ def _read(path, pr, plan, decoder, seek, size):
 
 def _resize_after(path, pr, plan, size) -> int:
     """PyAV, frames converted at full size, then resized with torch (antialiased bilinear)."""
-    import av
     import torch
     import torch.nn.functional as F
 
     want = set(int(p) for p in pr.pts[plan.frame_index])
     n = 0
-    with av.open(path) as c:
-        s = c.streams.video[0]
-        s.thread_type = "AUTO"
-        for f in c.decode(s):
+    with VideoInput(path) as video:
+        for f in video.frames():
             if f.pts in want:
                 x = torch.from_numpy(f.to_ndarray(format="rgb24")).permute(2, 0, 1)[None].float()
                 F.interpolate(x, size=(size[1], size[0]), mode="bilinear", antialias=True).to(torch.uint8)
@@ -87,7 +85,7 @@ def _resize_after(path, pr, plan, size) -> int:
 
 
 def run(repeats: int = 3, quick: bool = False, cache: Path = corpus.DEFAULT_CACHE, log=print, only=None) -> dict:
-    quiet_native_logs()
+    allow_frame_threads()  # decode as the ingest's decode child does
     videos = corpus.DECODE_SET if not quick else [v for v in corpus.DECODE_SET if v.duration_s <= 60][:3]
     if only:
         videos = [v for v in videos if any(o in v.name for o in only)]

@@ -19,6 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
+from vidclip.container import VideoInput
 from vidclip.errors import DecodeError
 from vidclip.probe import Probe
 from vidclip.sampling import SamplePlan
@@ -160,54 +161,43 @@ class SampleReader:
         found = 0
         self.seeks = 0
         try:
-            with av.open(self.path, metadata_errors="ignore") as container:
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
-                if self.plan.keyframes_only:
-                    stream.codec_context.skip_frame = "NONKEY"
+            with VideoInput(self.path, skip_frame="NONKEY" if self.plan.keyframes_only else None) as video:
                 frames = None  # iterator of decoded frames, restarted after each seek
                 cur = -1  # timeline index of the last decoded frame
                 pending = None  # the last decoded frame, not yet used
-                try:
-                    for k, i in enumerate(plan_idx):
-                        target = int(pts_all[i])
-                        if pending is not None and pending.pts > target:
-                            continue  # this planned frame never came out of the decoder
-                        jump = use_seek and kf_before[i] > max(cur, 0)  # a keyframe lies ahead of the decoder
-                        if frames is None or jump:
-                            if jump:
-                                _close(frames)
-                                keyframe = int(pts_all[kf_before[i]])
-                                container.seek(keyframe, stream=stream, backward=True, any_frame=False)
-                                self.seeks += 1
-                            frames = _decoded(container, stream)
+                for k, i in enumerate(plan_idx):
+                    target = int(pts_all[i])
+                    if pending is not None and pending.pts > target:
+                        continue  # this planned frame never came out of the decoder
+                    jump = use_seek and kf_before[i] > max(cur, 0)  # a keyframe lies ahead of the decoder
+                    if frames is None or jump:
+                        if jump:
+                            video.seek(int(pts_all[kf_before[i]]))
+                            self.seeks += 1
+                        frames = video.frames()
+                        pending = next(frames, None)
+                        if pending is not None and pending.pts > target:  # the seek overshot: decode through
+                            video.seek(int(pts_all[0]))
+                            use_seek = False
+                            frames = video.frames()
                             pending = next(frames, None)
-                            if pending is not None and pending.pts > target:  # the seek overshot: decode through
-                                _close(frames)
-                                container.seek(int(pts_all[0]), stream=stream, backward=True, any_frame=False)
-                                use_seek = False
-                                frames = _decoded(container, stream)
-                                pending = next(frames, None)
-                        while pending is not None and pending.pts < target:
-                            pending = next(frames, None)
-                        if pending is None:
-                            break  # end of stream
-                        cur = int(np.searchsorted(pts_all, pending.pts))
-                        if pending.pts != target:
-                            continue
-                        rgb = pending.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
-                        got_pos.append(start + k)
-                        got_frames.append(rgb)
-                        found += 1
-                        if len(got_pos) == self.chunk_frames:
-                            yield self._pyav_chunk(got_pos, got_frames)
-                            got_pos, got_frames = [], []
-                finally:
-                    # A suspended decode generator must be closed while its container is open, on
-                    # every exit (an error, or a caller that stops early): freed after the container
-                    # closed, ffmpeg's frame threads deadlock (seen on 1080p H.264).
-                    pending = None
-                    _close(frames)
+                    while pending is not None and pending.pts < target:
+                        pending = next(frames, None)
+                    if pending is None:
+                        break  # end of stream
+                    cur = int(np.searchsorted(pts_all, pending.pts))
+                    if pending.pts != target:
+                        continue
+                    rgb = pending.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+                    got_pos.append(start + k)
+                    got_frames.append(rgb)
+                    found += 1
+                    if len(got_pos) == self.chunk_frames:
+                        yield self._pyav_chunk(got_pos, got_frames)
+                        got_pos, got_frames = [], []
+                # Leaving the `with` (at the end, on an error, or when the caller stops early) drains
+                # the decoder while its container is open: vidclip.container says why.
+                pending = None
         except av.error.FFmpegError as exc:
             if found == 0 and not got_pos:
                 raise DecodeError(self.path, _one_line(exc)) from None
@@ -232,18 +222,6 @@ class SampleReader:
         if k == 0:
             return frames
         return np.ascontiguousarray(np.rot90(frames, k=k, axes=(1, 2)))
-
-
-def _decoded(container, stream) -> Iterator:
-    """Decoded frames that carry a pts."""
-    for frame in container.decode(stream):
-        if frame.pts is not None:
-            yield frame
-
-
-def _close(frames) -> None:
-    if frames is not None:
-        frames.close()
 
 
 def _one_line(exc: BaseException) -> str:

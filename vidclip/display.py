@@ -257,7 +257,7 @@ def _grab_frames(uri: str, times: list[float]) -> dict[float, np.ndarray]:
 
     Times are seconds from the stream's start (as stored: from pts).  Targets are visited in
     order; one close to the previous is reached by decoding forward, a far one by seeking."""
-    import av
+    from vidclip.container import VideoInput
 
     path = _local_path(uri)
     if path is None:
@@ -268,9 +268,10 @@ def _grab_frames(uri: str, times: list[float]) -> dict[float, np.ndarray]:
         raise FileNotFoundError(path)
 
     found: dict[float, np.ndarray] = {}
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+    with VideoInput(path) as video:  # drained and closed on every exit: vidclip.container says why
+        if video.stream is None:
+            raise ValueError("no video stream")
+        stream = video.stream
         tb = float(stream.time_base)
         origin = stream.start_time
 
@@ -286,8 +287,8 @@ def _grab_frames(uri: str, times: list[float]) -> dict[float, np.ndarray]:
             if frames is None or (cur is not None and t - cur[0] > SEEK_GAP_S):
                 target = (origin or 0) + int(max(0.0, t - 0.5) / tb)
                 if frames is not None or t > SEEK_GAP_S:
-                    container.seek(target, stream=stream, backward=True)
-                frames = (f for f in container.decode(stream) if f.pts is not None)
+                    video.seek(target)
+                frames = video.frames()
                 prev, cur = None, _next(frames, time_of)
             while cur is not None and cur[0] < t:
                 prev, cur = cur, _next(frames, time_of)
@@ -296,6 +297,7 @@ def _grab_frames(uri: str, times: list[float]) -> dict[float, np.ndarray]:
                 continue
             best = min(candidates, key=lambda c: abs(c[0] - t))
             found[t] = _upright(best[1])
+        prev = cur = None
     return found
 
 

@@ -54,25 +54,11 @@ class Probe:
         return np.maximum.accumulate(idx).astype(np.int64)
 
 
-def quiet_native_logs() -> None:
-    """ffmpeg (inside PyAV and inside decord) prints to stderr on every damaged file; vidclip
-    reports the reason per video instead, so keep their own logs to fatal errors."""
-    import av
-
-    av.logging.set_level(av.logging.FATAL)
-    try:
-        import decord
-
-        decord.logging.set_level(decord.logging.QUIET)
-    except ImportError:
-        pass
-
-
 def probe(path: str, max_pixels: int) -> Probe:
     """Read container facts and every frame's presentation time, or raise ProbeError naming the reason."""
     import av
 
-    quiet_native_logs()
+    from vidclip.container import VideoInput
 
     uri = str(path)
     try:
@@ -82,12 +68,13 @@ def probe(path: str, max_pixels: int) -> Probe:
     if size == 0:
         raise ProbeError(uri, "empty file (0 bytes)")
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        video = VideoInput(path)
     except av.error.FFmpegError as exc:
         raise ProbeError(uri, f"not a readable video container ({_ffmpeg_reason(exc)})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ProbeError(uri, f"cannot open ({exc})") from None
-    with container:
+    with video:
+        container = video.container
         fmt = container.format.name or ""
         # ffmpeg opens a PNG or JPEG as a one-frame "video" (image2 / *_pipe demuxers); an animated
         # GIF is accepted as video.
@@ -111,7 +98,7 @@ def probe(path: str, max_pixels: int) -> Probe:
             raise ProbeError(uri, "video stream has no time base")
         container_duration = container.duration / 1e6 if container.duration else None
         pts, keyframes = _read_pts(container, stream, uri)
-        rotation = _first_frame_rotation(container, stream, uri)
+        rotation = _first_frame_rotation(video, uri)
 
     start = int(stream.start_time) if stream.start_time is not None else int(pts[0])
     timeline = np.round((pts - start).astype(np.float64) * float(time_base), 6)  # (N,) seconds, microsecond grid
@@ -164,15 +151,15 @@ def _read_pts(container, stream, uri: str) -> tuple[np.ndarray, np.ndarray]:
     return pts, keyframes
 
 
-def _first_frame_rotation(container, stream, uri: str) -> int:
+def _first_frame_rotation(video, uri: str) -> int:
     import av
 
     try:
-        container.seek(0, stream=stream)
+        video.seek(0)
     except av.error.FFmpegError:
         pass
     try:
-        for frame in container.decode(stream):
+        for frame in video.frames():
             return int(round((frame.rotation or 0) / 90.0)) * 90 % 360
     except av.error.FFmpegError as exc:
         raise ProbeError(uri, f"first frame does not decode ({_ffmpeg_reason(exc)})") from None

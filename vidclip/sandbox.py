@@ -35,9 +35,9 @@ def resolve(entry_point: str) -> Callable:
 
 def serve(fd: int, entry_point: str) -> None:
     """The child's main loop: receive jobs on the socket `fd`, stream back their messages."""
-    from vidclip.probe import quiet_native_logs
+    from vidclip.container import allow_frame_threads
 
-    quiet_native_logs()
+    allow_frame_threads()  # this process is vidclip's own: vidclip.container says why that matters
     conn = Connection(fd)
     job_fn = resolve(entry_point)
     while True:
