@@ -6,6 +6,7 @@ and otherwise runs vidclip's real decode job.  Used through DecodeConfig(job="fa
 
 import ctypes
 import os
+import signal
 import time
 
 from vidclip.ingest import decode_job as real_decode_job
@@ -21,6 +22,12 @@ def decode_job(path, sampling, decode, geometry):
         os.abort()  # a native library calling abort()
     if "slow" in name:
         time.sleep(float(os.environ.get("VIDCLIP_TEST_SLOW_S", "0.5")))  # a slow decode: keeps a job busy
+    if "sigstop" in name:
+        for i, message in enumerate(real_decode_job(path, sampling, decode, geometry)):
+            if i == 2:  # after the facts and one chunk: stopped mid-video (kill -STOP), never resumed
+                os.kill(os.getpid(), signal.SIGSTOP)
+            yield message
+        return
     if "midway" in name:
         for i, message in enumerate(real_decode_job(path, sampling, decode, geometry)):
             if i == 2:  # after the facts and one chunk of frames

@@ -103,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     try:
-        return COMMANDS[args.command](args)
+        rc = COMMANDS[args.command](args)
+        sys.stdout.flush()  # inside the try: a closed pipe is reported below, not at shutdown
+        return rc
     except VidclipError as exc:
         print(f"vidclip: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
@@ -116,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vidclip: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`vidclip status | head -3`): stop quietly, as `git log | head` does.
+        # stdout is pointed at /dev/null so the interpreter's final flush cannot raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 def _one_line(exc: BaseException) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -117,10 +119,39 @@ def content_id(path: str) -> str:
     """Stable id of a file's bytes: the first 32 hex digits of its sha256.  A renamed or copied
     file keeps its id; a file whose content changed gets a new one."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         while chunk := fh.read(HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()[:32]
+
+
+def special_file_kind(mode: int) -> str | None:
+    """What a non-regular file is ("FIFO", "socket", ...), or None for a regular file."""
+    for test, kind in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISDIR, "directory")):
+        if test(mode):
+            return kind
+    return None if stat.S_ISREG(mode) else "special file"
+
+
+def open_regular(path: str):
+    """Open a regular file for reading, refusing FIFOs, sockets and devices *before* opening them
+    (opening a FIFO blocks until a writer comes, reading a device may never end).  O_NONBLOCK
+    closes the race of a file swapped for a FIFO between the check and the open."""
+    kind = special_file_kind(os.stat(path).st_mode)
+    if kind:
+        raise OSError(errno.EINVAL, f"a {kind}, not a regular file")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        kind = special_file_kind(os.fstat(fd).st_mode)
+        if kind:
+            raise OSError(errno.EINVAL, f"a {kind}, not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def uri_id(uri: str) -> str:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from vidclip.errors import ProbeError
+from vidclip.manifest import special_file_kind
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,13 @@ def probe(path: str, max_pixels: int) -> Probe:
 
     uri = str(path)
     try:
-        size = os.path.getsize(path)
+        st = os.stat(path)
     except OSError as exc:
         raise ProbeError(uri, f"cannot read file ({exc.strerror or exc})") from None
+    kind = special_file_kind(st.st_mode)
+    if kind:  # opening a FIFO or a device could block forever
+        raise ProbeError(uri, f"a {kind}, not a regular file")
+    size = st.st_size
     if size == 0:
         raise ProbeError(uri, "empty file (0 bytes)")
     try:

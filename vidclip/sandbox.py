@@ -38,6 +38,9 @@ def serve(fd: int, entry_point: str) -> None:
     from vidclip.container import allow_frame_threads
 
     allow_frame_threads()  # this process is vidclip's own: vidclip.container says why that matters
+    # Ctrl-C reaches the whole process group; the parent decides what a stop means and ends this
+    # child itself, so the child neither dies mid-message nor prints a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn = Connection(fd)
     job_fn = resolve(entry_point)
     while True:
