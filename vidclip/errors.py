@@ -48,6 +48,18 @@ class StoreError(VidclipError):
     """The store directory cannot be opened, read or written."""
 
 
+class StoreBusyError(StoreError):
+    """Another process holds the store's writer lease (vidclip/lease.py)."""
+
+    def __init__(self, uri: str, reason: str):
+        super().__init__(
+            f"{uri}: {reason}; one writer at a time: try again when it finishes "
+            "(a writer that died releases the store within a minute)"
+        )
+        self.uri = uri
+        self.reason = reason
+
+
 class StoreMismatchError(StoreError):
     """The store was built with another model / sampling / temporal setting than the one requested."""
 

@@ -205,6 +205,11 @@ def build_table_index(store, level: str, threshold: int = EXACT_THRESHOLD, force
 def build_index(store, threshold: int = EXACT_THRESHOLD, force: bool = False,
                 index_type: str = DEFAULT_INDEX_TYPE) -> IndexReport:
     """Index the clip and whole-video tables (or leave them exact) and record the choice in meta."""
+    with store.writing("index"):
+        return _build_index(store, threshold, force, index_type)
+
+
+def _build_index(store, threshold: int, force: bool, index_type: str) -> IndexReport:
     report = IndexReport(threshold)
     for level in ("clip", "video"):
         report.tables.append(build_table_index(store, level, threshold, force, index_type))

@@ -158,7 +158,6 @@ class Library:
         title / description / tags become filterable, full-text searchable columns."""
         from vidclip.committer import CommitPolicy
         from vidclip.manifest import list_inputs
-        from vidclip.runner import run_in_process
 
         commit = commit or CommitPolicy()
         if isinstance(paths, (str, os.PathLike)):
@@ -170,11 +169,17 @@ class Library:
         spec = self.store.meta.get("temporal") or {"name": DEFAULT_TEMPORAL}
         settings = {"sampling": sampling.to_dict(), "temporal": spec}
         self.store.check_settings(settings, record=False)  # cheap checks before the model loads
-        encoder = self.encoder
-        if batch_size is not None:
-            encoder.batch_size = int(batch_size)
-        spec, aggregator = self._temporal()
-        self.store.check_settings(settings)
+        # The writer lease before the model: a second writer is refused at once, and the model's
+        # own record in the store (encoder -> _check_model) is written under the lease too.
+        with self.store.writing("ingest"):
+            encoder = self.encoder
+            if batch_size is not None:
+                encoder.batch_size = int(batch_size)
+            spec, aggregator = self._temporal()
+            self.store.check_settings(settings)
+            return self._run_ingest(entries, encoder, spec, aggregator, sampling, decode, ray, retry_failed, commit, progress)
+
+    def _run_ingest(self, entries, encoder, spec, aggregator, sampling, decode, ray, retry_failed, commit, progress) -> IngestReport:
         if ray:
             from pipelines.ingest_job import run_on_ray
             from pipelines.options import JobOptions
@@ -186,6 +191,8 @@ class Library:
                 aggregator, spec["name"], sampling, decode, options,
                 retry_failed=retry_failed, commit=commit, progress=progress, total=len(entries),
             )
+        from vidclip.runner import run_in_process
+
         return run_in_process(
             self.store, entries, encoder, aggregator, spec["name"], sampling, decode,
             retry_failed=retry_failed, commit=commit, progress=progress, total=len(entries),

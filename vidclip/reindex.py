@@ -112,6 +112,11 @@ def reindex(
     progress: bool = True,
 ) -> ReindexReport:
     """Recompute all segment vectors with `temporal_spec` ("mean" or a checkpoint dir) and switch to them."""
+    with store.writing("reindex"):
+        return _reindex(store, temporal_spec, batch_frames, progress)
+
+
+def _reindex(store: Store, temporal_spec: str, batch_frames: int, progress: bool) -> ReindexReport:
     from vidclip.ingest import aggregate
 
     started = time.perf_counter()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from datetime import timedelta
 from dataclasses import dataclass
 from typing import Iterable
@@ -183,6 +184,7 @@ class Store:
         self._meta_version: int | None = None
         self.exact = ExactIndex(SEARCH_COLUMNS)  # in-memory exact search (vidclip/exact.py)
         self.directory = VideoDirectory()  # in-memory video_id -> uri of ok videos (vidclip/exact.py)
+        self._lease = None  # the writer lease, while this handle writes (vidclip/lease.py)
 
     # -- opening ----------------------------------------------------------------------------------
     @classmethod
@@ -346,8 +348,31 @@ class Store:
         return self.has_table(self.segments["clip"])
 
     # -- writing ------------------------------------------------------------------------------------
+    @contextmanager
+    def writing(self, what: str, wait_s: float = 0.0):
+        """Hold the store's writer lease for the block (re-entrant on this handle): a second
+        writer in any process, on any machine, is refused with one line (StoreBusyError)."""
+        if self._lease is not None:
+            yield self
+            return
+        from vidclip.lease import WriterLease
+
+        lease = WriterLease(self._db, self.uri, what).acquire(wait_s)
+        self._lease = lease
+        try:
+            yield self
+        finally:
+            self._lease = None
+            lease.release()
+
+    def confirm_writer(self) -> None:
+        """Before a commit: this handle still holds the writer lease (when it holds one)."""
+        if self._lease is not None:
+            self._lease.confirm()
+
     def commit(self, batch: Batch) -> None:
         """Write a batch of finished videos with the pending -> data -> ok protocol."""
+        self.confirm_writer()
         ok_rows = [v for v in batch.videos if v["status"] == OK]
         if ok_rows:
             pending = [dict(promote_metadata(v), status=PENDING) for v in ok_rows]
@@ -380,6 +405,10 @@ class Store:
 
     def prune(self) -> dict:
         """Forget uris whose local file is gone, then delete videos no uri points to."""
+        with self.writing("prune"):
+            return self._prune()
+
+    def _prune(self) -> dict:
         gone = [u for u in self.sources() if "://" not in u and not os.path.exists(u)]
         ids = set()
         for lo in range(0, len(gone), 1000):
