@@ -26,6 +26,7 @@ from vidclip.errors import MediaError
 from vidclip.geometry import FrameGeometry
 from vidclip.ingest import Failure, IngestReport, Skip, Work, finish_video, triage
 from vidclip.store import Store
+from vidclip.watchdog import DEFAULT_STALL_S, StallWatchdog
 
 from pipelines.cluster import ray_session
 from pipelines.options import JobOptions
@@ -57,6 +58,7 @@ def run_on_ray(
     commit: CommitPolicy = CommitPolicy(),
     progress: bool = True,
     total: int | None = None,
+    stall_s: float = DEFAULT_STALL_S,
 ) -> IngestReport:
     committer = Committer.begin(store, dim, commit, progress, total)
     with ray_session(options) as ray:
@@ -70,11 +72,11 @@ def run_on_ray(
             else:
                 work[item.video_id] = item
         if work:
-            _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sampling, decode, options, committer)
+            _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sampling, decode, options, committer, stall_s)
     return committer.close()
 
 
-def _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sampling, decode, options, committer) -> None:
+def _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sampling, decode, options, committer, stall_s) -> None:
     import ray.data
 
     resources = ray.cluster_resources()
@@ -126,26 +128,53 @@ def _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sa
             return
         committer.finished(p.work, rows)
 
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        for vid, kind, pos, vec, meta in zip(batch["video_id"], batch["kind"], batch["position"], batch["vector"], batch["meta"]):
-            vid = str(vid)
-            if vid in finished:
-                continue  # a retried task delivering rows of a video already committed
-            p = pending.setdefault(vid, _Pending(work[vid]))
-            if kind == FRAME:
-                p.vectors[int(pos)] = np.frombuffer(vec, np.float32)
-            elif kind == END:
-                p.facts, p.done = pickle.loads(meta)
-                p.done = dict(p.done, delivered=len(p.facts.plan.frame_index) - p.done["missing"])
-            elif kind == ERROR:
-                del pending[vid]
-                finished.add(vid)
-                committer.failed(p.work, bytes(meta).decode())
-                continue
-            complete(vid)
+    def diagnose() -> str:
+        return _waiting_for(ray, len(work) - len(finished), decode_workers)
+
+    def committed() -> str:
+        return f"{committer.committed_videos} video(s) of this run"
+
+    with StallWatchdog(stall_s, diagnose, committed) as watchdog:
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            watchdog.tick()
+            _take_batch(batch, pending, finished, work, complete, committer)
     for vid, item in work.items():
         if vid not in finished:
             committer.failed(item, "no result from the Ray pipeline (worker lost)")
+
+
+def _take_batch(batch, pending, finished, work, complete, committer) -> None:
+    for vid, kind, pos, vec, meta in zip(batch["video_id"], batch["kind"], batch["position"], batch["vector"], batch["meta"]):
+        vid = str(vid)
+        if vid in finished:
+            continue  # a retried task delivering rows of a video already committed
+        p = pending.setdefault(vid, _Pending(work[vid]))
+        if kind == FRAME:
+            p.vectors[int(pos)] = np.frombuffer(vec, np.float32)
+        elif kind == END:
+            p.facts, p.done = pickle.loads(meta)
+            p.done = dict(p.done, delivered=len(p.facts.plan.frame_index) - p.done["missing"])
+        elif kind == ERROR:
+            del pending[vid]
+            finished.add(vid)
+            committer.failed(p.work, bytes(meta).decode())
+            continue
+        complete(vid)
+
+
+def _waiting_for(ray, unfinished: int, decode_workers: int) -> str:
+    """What a stalled Ray pipeline waits for, from the cluster's own view."""
+    parts = [f"results for {unfinished} video(s) from the Ray pipeline"]
+    nodes = ray.nodes()
+    dead = [n for n in nodes if not n.get("Alive")]
+    if dead:
+        lost = ", ".join(str(n.get("NodeManagerAddress", "?")) for n in dead[:3])
+        parts.append(f"{len(dead)} of {len(nodes)} node(s) lost ({lost})")
+    total = ray.cluster_resources().get("CPU", 0.0)
+    free = ray.available_resources().get("CPU", 0.0)
+    if free < 1:
+        parts.append(f"no free CPU for decode tasks ({free:g} of {total:g} free; {decode_workers} decode worker(s) wanted)")
+    return "; ".join(parts)
 
 
 def _ray_hasher(ray):

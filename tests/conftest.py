@@ -50,3 +50,20 @@ def cli_env() -> dict:
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
     env["TQDM_DISABLE"] = "1"
     return env
+
+
+@pytest.fixture
+def busy_cores():
+    """Both cores kept busy by two spinning processes for the test's duration: a loaded machine,
+    as CI's and users' machines are."""
+    import subprocess
+    import sys
+
+    # Ordinary time-shared spinners, whatever the test process's own scheduling class: a spinner
+    # that inherited a real-time class (SCHED_FIFO) would never yield, and starve everything else.
+    code = "import os\nos.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))\nwhile True: pass"
+    spinners = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2)]
+    yield
+    for p in spinners:
+        p.kill()
+        p.wait()

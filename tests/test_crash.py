@@ -51,6 +51,9 @@ def row_set(store) -> dict:
     whole = store.table(store.segments["video"]).to_arrow()
     frame_keys = list(zip(frames.column("video_id").to_pylist(), [round(t, 6) for t in frames.column("t").to_pylist()]))
     clip_keys = list(zip(clips.column("video_id").to_pylist(), clips.column("clip_id").to_pylist()))
+    clip_spans = sorted(zip(clips.column("video_id").to_pylist(), clips.column("clip_id").to_pylist(),
+                            [round(t, 6) for t in clips.column("start_s").to_pylist()],
+                            [round(t, 6) for t in clips.column("end_s").to_pylist()]))
     whole_keys = whole.column("video_id").to_pylist()
     for keys, name in ((frame_keys, "frames"), (clip_keys, "clips"), (whole_keys, "video_vectors")):
         assert len(keys) == len(set(keys)), f"duplicate rows in {name}"
@@ -59,6 +62,7 @@ def row_set(store) -> dict:
         "videos": sorted((v["uri"], v["video_id"], v["status"]) for v in videos),
         "frames": sorted(frame_keys),
         "clips": sorted(clip_keys),
+        "clip_spans": clip_spans,
         "video_vectors": sorted(whole_keys),
     }
 
@@ -161,7 +165,8 @@ def test_sigkill_a_worker_mid_job(tmp_path, corpus, reference):
     assert row_set(vidclip.open(db).store) == reference
 
 
-def test_sigkill_the_driver_then_rerun(tmp_path, corpus, reference):
+def test_sigkill_the_driver_then_rerun(tmp_path, corpus, reference, busy_cores):
+    """On a loaded machine (both cores spinning), as the determinism check must hold there."""
     db = tmp_path / "db"
     proc = start_job(db, corpus, env={"VIDCLIP_TEST_SLOW_S": "1.0"})
     assert wait(lambda: committed(db) >= 2, 180), "the job never committed"

@@ -19,7 +19,7 @@ from vidclip.synth import VideoSpec, write_video
 from test_training import expected_best_epoch
 
 TINY_ARGS = ["--model", "vidclip-tiny", "--pretrained", "none", "--model-config", TINY_CONFIG]
-EVAL_KEYS = {"t2v", "v2t", "dsl", "dsl_note", "temporal", "captions", "videos", "skipped", "max_frames"}
+EVAL_KEYS = {"t2v", "v2t", "dsl", "dsl_note", "ties", "temporal", "captions", "videos", "skipped", "max_frames"}
 METRIC_KEYS = {"R1", "R5", "R10", "MdR", "MnR"}
 
 
@@ -72,6 +72,7 @@ def test_eval_json_contract(built):
     assert set(result["t2v"]) == set(result["v2t"]) == METRIC_KEYS
     assert set(result["dsl"]) == {"t2v", "v2t"} and set(result["dsl"]["t2v"]) == METRIC_KEYS
     assert "offline" in result["dsl_note"] and "serving" in result["dsl_note"]
+    assert result["ties"] == "pessimistic"
     assert result["captions"] == 2 * len(LIBRARY_SPECS) and result["videos"] == 2 * len(LIBRARY_SPECS)
     assert result["temporal"] == {"name": "mean"} and result["skipped"] == 0
 

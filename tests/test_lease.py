@@ -103,3 +103,24 @@ def test_two_concurrent_ingests_never_duplicate_rows(tmp_path, videos, cli_env):
     assert got["frames"] == want["frames"]
     assert got["clips"] == want["clips"]
     assert len(got["frames"]) > 0 and len({v for v, _ in got["frames"]}) == len(LIBRARY_SPECS) + 1
+
+
+def test_a_crashed_writer_on_this_machine_is_seen_at_once(tmp_path, cli_env):
+    """A writer SIGKILLed while holding the lease: a rerun on the same machine goes on at once."""
+    import signal
+
+    code = (
+        "import lancedb, sys, time\n"
+        "from vidclip.lease import WriterLease\n"
+        f"WriterLease(lancedb.connect({str(tmp_path / 'db')!r}), 'db', 'ingest', ttl_s=3600).acquire()\n"
+        "print('held', flush=True)\n"
+        "time.sleep(3600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=cli_env)
+    assert proc.stdout.readline().strip() == "held"
+    db = lancedb.connect(tmp_path / "db")
+    with pytest.raises(StoreBusyError):
+        WriterLease(db, "db", "ingest").acquire()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    WriterLease(db, "db", "ingest").acquire().release()  # its hour-long claim does not block

@@ -43,20 +43,46 @@ def test_recall_cutoffs_and_even_median():
     assert m["MnR"] == 5.0
 
 
-def test_ties_resolve_in_the_querys_favour():
+def test_ties_count_against_the_query():
     sim = np.array([
-        [0.5, 0.5, 0.1, 0.2],  # gt 0 tied with target 1: rank 1
-        [0.5, 0.5, 0.1, 0.2],  # gt 1 tied with target 0: rank 1
-        [0.3, 0.3, 0.3, 0.3],  # gt 2, everything tied: rank 1
-        [0.9, 0.4, 0.4, 0.4],  # gt 3 tied with 1 and 2, below 0: rank 2
+        [0.5, 0.5, 0.1, 0.2],  # gt 0 tied with target 1: rank 2
+        [0.5, 0.5, 0.1, 0.2],  # gt 1 tied with target 0: rank 2
+        [0.3, 0.3, 0.3, 0.3],  # gt 2, everything tied: rank 4
+        [0.9, 0.4, 0.4, 0.4],  # gt 3 tied with 1 and 2, below 0: rank 4
     ])
     gt = np.array([0, 1, 2, 3])
     positives = np.eye(4, dtype=bool)
-    assert ranks(sim, positives).tolist() == [1, 1, 1, 2]
+    assert ranks(sim, positives).tolist() == [2, 2, 4, 4]
     m = retrieval_metrics(sim, gt)
-    assert m["R1"] == 75.0 and m["MdR"] == 1.0 and m["MnR"] == 1.25
+    assert m["R1"] == 0.0 and m["MdR"] == 3.0 and m["MnR"] == 3.0
     # CLIP4Clip's formula emits one entry per tied value here (2 + 2 + 4 + 3 for 4 queries): we emit 4
     assert len(_clip4clip_reference(sim)) == 11
+
+
+@pytest.mark.parametrize("n", [2, 10, 100])
+def test_a_constant_model_scores_no_better_than_chance(n):
+    """Every video the same vector: every similarity equal.  R@1 must be at most 1/n (here 0)."""
+    sim = np.full((n, n), 0.25)
+    m = retrieval_metrics(sim, np.arange(n))
+    assert m["R1"] <= 100.0 / n
+    assert m["MdR"] == n and m["MnR"] == n
+    result = evaluate(sim, np.arange(n))
+    assert result["t2v"]["R1"] <= 100.0 / n and result["v2t"]["R1"] <= 100.0 / n
+
+
+def test_rounded_scores_do_not_inflate_recall():
+    """Scores rounded to 1 decimal: ties appear; R@1 may only fall relative to the exact scores."""
+    rng = np.random.default_rng(3)
+    sim = rng.normal(scale=0.1, size=(200, 200)) + np.eye(200) * 0.05
+    exact = retrieval_metrics(sim, np.arange(200))["R1"]
+    rounded = retrieval_metrics(np.round(sim, 1), np.arange(200))["R1"]
+    assert rounded <= exact
+
+
+def test_other_positives_do_not_push_the_best_one_down():
+    sim = np.array([[0.7, 0.7, 0.7, 0.1]])  # targets 0 and 1 are both positives, 2 is a tied negative
+    positives = np.array([[True, True, False, False]])
+    assert ranks(sim, positives).tolist() == [2]
 
 
 def test_matches_clip4clip_without_ties():

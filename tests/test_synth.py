@@ -282,3 +282,12 @@ def test_sample_library(tmp_path):
     assert mae(frames[4][1], frames[-4][1]) > 40
     with pytest.raises(ValueError):
         synth.write_sample_library(tmp_path, n=0)
+
+
+def test_writing_av1_leaves_the_scheduling_policy_alone(tmp_path):
+    """SVT-AV1 run as root switches its caller to SCHED_FIFO; every later child would inherit it."""
+    import os
+
+    before = (os.sched_getscheduler(0), os.sched_getparam(0))
+    synth.write_video(tmp_path / "a.mp4", VideoSpec(codec="av1", width=64, height=64, duration_s=0.5))
+    assert (os.sched_getscheduler(0), os.sched_getparam(0)) == before

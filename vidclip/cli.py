@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", help="decode again files recorded as failed")
     p.add_argument("--decode-timeout", type=_positive_float, default=120.0,
                    help="kill a video's decoder after this many seconds without progress (default 120)")
+    p.add_argument("--stall-timeout", type=_positive_float, default=300.0, metavar="SECONDS",
+                   help="fail with one line (keeping what was committed) when the job makes no progress "
+                        "for this long (default 300)")
     p.add_argument("--max-pixels", type=_positive_int, default=7680 * 4320,
                    help="refuse videos whose declared resolution exceeds this many pixels (default 8K)")
     p.add_argument("--commit-videos", type=_positive_int, default=64,
@@ -194,6 +197,7 @@ def cmd_ingest(args) -> int:
     report = lib.ingest(
         args.paths, sampling, decode=decode, batch_size=args.batch_size, retry_failed=args.retry_failed,
         progress=not args.json, ray=ray, commit=CommitPolicy(max_videos=args.commit_videos),
+        stall_s=args.stall_timeout,
     )
     if args.json:
         print(json.dumps(report.to_dict()))

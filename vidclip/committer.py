@@ -41,6 +41,7 @@ class Committer:
         self.started = time.perf_counter()
         self.bar = _progress(progress, total)
         self.commits = 0
+        self.committed_videos = 0  # videos (ok or failed) whose rows this run has committed
 
     # -- outcomes -----------------------------------------------------------------------------------
     def skipped(self, item: Skip) -> None:
@@ -79,6 +80,7 @@ class Committer:
         b = self.batch
         if len(b) and (force or len(b.videos) >= self.policy.max_videos or b.n_rows >= self.policy.max_frames):
             self.store.commit(b)
+            self.committed_videos += len(b.videos)
             self.batch = Batch.empty()
             self.commits += 1
 

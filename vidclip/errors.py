@@ -64,5 +64,9 @@ class StoreMismatchError(StoreError):
     """The store was built with another model / sampling / temporal setting than the one requested."""
 
 
+class StallError(VidclipError):
+    """A job made no progress for its stall timeout (vidclip/watchdog.py); what it committed stays."""
+
+
 class QueryError(VidclipError):
     """A search request is malformed (empty query, unknown level, bad k, ...)."""

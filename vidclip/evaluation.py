@@ -28,7 +28,7 @@ import numpy as np
 
 from vidclip.captions import Matched, Pair
 from vidclip.errors import InputError, StoreError, StoreMismatchError
-from vidclip.metrics import evaluate
+from vidclip.metrics import TIES, evaluate
 from vidclip.sampling import select_for_clip
 from vidclip.store import Store, sql_in
 
@@ -309,6 +309,7 @@ def evaluate_store(lib, matched: Matched, temporal_spec: str | None = None) -> d
         "v2t": metrics["v2t"],
         "dsl": metrics["dsl"],
         "dsl_note": metrics["dsl_note"],
+        "ties": TIES,
         "temporal": spec,
         "captions": examples.n_captions,
         "videos": examples.n_units,

@@ -11,7 +11,8 @@ one line (or waits, if asked to).
 A holder renews its claim (another row with its token) every `ttl_s / 3` from a background
 thread and confirms it still holds the lease before each commit.  A holder that dies stops
 renewing; its claim expires after `ttl_s` and the next writer takes over (and repairs what the
-dead one left half-written).  Expiry compares wall clocks, so writers on different machines need
+dead one left half-written).  On the holder's own machine a dead holder is seen at once (its pid
+and start time are recorded), so a crash followed by a rerun there does not wait.  Expiry compares wall clocks, so writers on different machines need
 clocks in sync to well within `ttl_s` (NTP does that).
 """
 
@@ -35,7 +36,7 @@ TABLE = "writer_lease"
 SCHEMA = pa.schema(
     [
         pa.field("token", pa.string()),
-        pa.field("holder", pa.string()),  # host:pid, for the message another writer sees
+        pa.field("holder", pa.string()),  # host:pid:start-time: for the message, and liveness on this host
         pa.field("what", pa.string()),  # ingest, reindex, prune, index
         pa.field("claimed_at", pa.float64()),  # unix seconds
         pa.field("expires_at", pa.float64()),
@@ -51,7 +52,7 @@ class WriterLease:
         self.what = what
         self.ttl_s = float(ttl_s)
         self.token = uuid.uuid4().hex
-        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self.holder = _process_name(os.getpid())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lost: str | None = None
@@ -84,7 +85,7 @@ class WriterLease:
                 first[t] = r
             expires[t] = max(expires.get(t, 0.0), r["expires_at"])
         now = time.time()
-        live = [t for t in first if expires[t] > now]
+        live = [t for t in first if expires[t] > now and not _dead_here(first[t]["holder"])]
         if not live:
             return None
         return first[min(live, key=lambda t: first[t]["_rowid"])]
@@ -143,8 +144,43 @@ class WriterLease:
             log.debug("%s: could not release the writer lease: %s", self.uri, exc)
 
 
+def _process_name(pid: int) -> str:
+    """host:pid, plus the process's start time where /proc has it (so a reused pid is told apart)."""
+    name = f"{socket.gethostname()}:{pid}"
+    start = _start_ticks(pid)
+    return f"{name}:{start}" if start else name
+
+
+def _start_ticks(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return ""
+    return stat[stat.rindex(b")") + 2 :].split()[19].decode()  # field 22: starttime
+
+
+def _dead_here(holder: str) -> bool:
+    """A claim made by a process of this machine that is gone: no need to wait for its expiry
+    (a crash followed by a rerun on the same machine goes on at once)."""
+    host, _, rest = holder.partition(":")
+    if host != socket.gethostname():
+        return False
+    pid_text, _, start = rest.partition(":")
+    try:
+        pid = int(pid_text)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, PermissionError):
+        return False
+    return bool(start) and _start_ticks(pid) not in ("", start)  # the pid now names another process
+
+
 def _describe(owner: dict | None) -> str:
     if owner is None:
         return "another writer holds the store"
     since = datetime.fromtimestamp(owner["claimed_at"], timezone.utc).strftime("%H:%M:%S UTC")
-    return f"another process ({owner['holder']}, {owner['what']}) is writing to this store since {since}"
+    host, _, rest = owner["holder"].partition(":")
+    pid = rest.partition(":")[0]
+    return f"another process ({host}:{pid}, {owner['what']}) is writing to this store since {since}"

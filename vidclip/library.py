@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pipelines.options import JobOptions
     from vidclip.committer import CommitPolicy
 from vidclip.store import Store, describe_mismatch
+from vidclip.watchdog import DEFAULT_STALL_S
 
 log = logging.getLogger("vidclip")
 
@@ -146,6 +147,7 @@ class Library:
         ray: "JobOptions | bool" = False,
         commit: "CommitPolicy | None" = None,
         metadata: str | os.PathLike | None = None,
+        stall_s: float = DEFAULT_STALL_S,
     ) -> IngestReport:
         """Ingest files and folders (recursively).  Files already in the store are skipped; files
         that cannot be decoded are recorded as failed with their reason, never fatal.
@@ -177,9 +179,9 @@ class Library:
                 encoder.batch_size = int(batch_size)
             spec, aggregator = self._temporal()
             self.store.check_settings(settings)
-            return self._run_ingest(entries, encoder, spec, aggregator, sampling, decode, ray, retry_failed, commit, progress)
+            return self._run_ingest(entries, encoder, spec, aggregator, sampling, decode, ray, retry_failed, commit, progress, stall_s)
 
-    def _run_ingest(self, entries, encoder, spec, aggregator, sampling, decode, ray, retry_failed, commit, progress) -> IngestReport:
+    def _run_ingest(self, entries, encoder, spec, aggregator, sampling, decode, ray, retry_failed, commit, progress, stall_s) -> IngestReport:
         if ray:
             from pipelines.ingest_job import run_on_ray
             from pipelines.options import JobOptions
@@ -189,13 +191,13 @@ class Library:
             return run_on_ray(
                 self.store, entries, self.model_config, encoder.dim, FrameGeometry.of_model(encoder.model),
                 aggregator, spec["name"], sampling, decode, options,
-                retry_failed=retry_failed, commit=commit, progress=progress, total=len(entries),
+                retry_failed=retry_failed, commit=commit, progress=progress, total=len(entries), stall_s=stall_s,
             )
         from vidclip.runner import run_in_process
 
         return run_in_process(
             self.store, entries, encoder, aggregator, spec["name"], sampling, decode,
-            retry_failed=retry_failed, commit=commit, progress=progress, total=len(entries),
+            retry_failed=retry_failed, commit=commit, progress=progress, total=len(entries), stall_s=stall_s,
         )
 
     def _sampling(self, requested: SamplingConfig | None) -> SamplingConfig:

@@ -1,16 +1,16 @@
 """Retrieval metrics with CLIP4Clip's definitions: R@1/5/10 in percent, median and mean rank.
 
-Rank.  A query's rank is 1 + the number of targets scored *strictly higher* than its
-ground truth, so ties are resolved in the query's favour.  This is what CLIP4Clip's
-`compute_metrics` (sort the row descending, take the position where the sorted value equals the
-ground-truth score) returns whenever scores are distinct; on an exact tie it finds one match per
-tied value and so emits several entries for one query, which miscounts.  We keep its optimistic
-first match, one rank per query.
+Rank, and ties.  A query's rank is 1 + the number of *other* targets scored at least as high as
+its ground truth (pessimistic ties): a tie is never resolved in the query's favour, so a model
+that scores everything alike ranks every ground truth last among its equals.  (CLIP4Clip's
+`compute_metrics` and vidclip before it counted only strictly higher scores: a constant model
+then scored R@1 = 100.)  Without ties the two definitions agree.  TIES names the rule, and
+`vidclip eval --json` reports it.
 
 Multi-caption (MSR-VTT style: many captions per video), with `sim` (n_captions, n_videos):
   * text -> video: each caption ranks the videos; its ground truth is its video.
   * video -> text: each video ranks all captions of all videos; its rank is the *best* rank among
-    its own captions (1 + captions scored strictly higher than its best caption).  CLIP4Clip's
+    its own captions (1 + other videos' captions scored at least as high as its best caption).  CLIP4Clip's
     multi-sentence code instead max-pools each video's captions first and ranks videos, so
     v2t numbers there can be better; with one caption per video (MSR-VTT 1k-A) both agree.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 RECALL_AT = (1, 5, 10)
+TIES = "pessimistic"
 
 
 def retrieval_metrics(sim: np.ndarray, gt: np.ndarray) -> dict[str, float]:
@@ -38,7 +39,8 @@ def retrieval_metrics(sim: np.ndarray, gt: np.ndarray) -> dict[str, float]:
 
 
 def ranks(sim: np.ndarray, positives: np.ndarray) -> np.ndarray:
-    """1-based rank of each query's best-scored positive: 1 + #targets scored strictly higher.
+    """1-based rank of each query's best-scored positive, ties counted against it: 1 + #negative
+    targets scored at least as high as the best positive (other positives never push it down).
 
     sim (n_queries, n_targets) float; positives same shape, bool, >= 1 True per row.
     """
@@ -48,7 +50,7 @@ def ranks(sim: np.ndarray, positives: np.ndarray) -> np.ndarray:
     if not positives.any(axis=1).all():
         raise ValueError("every query needs at least one positive target")
     best = np.where(positives, sim, -np.inf).max(axis=1, keepdims=True)  # (n_queries, 1)
-    return 1 + (sim > best).sum(axis=1)  # (n_queries,)
+    return 1 + ((sim >= best) & ~positives).sum(axis=1)  # (n_queries,)
 
 
 def summarize(rank: np.ndarray) -> dict[str, float]:

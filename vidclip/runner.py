@@ -27,6 +27,7 @@ from vidclip.committer import CommitPolicy, Committer
 from vidclip.ingest import Failure, IngestReport, Skip, VideoFacts, Work, finish_video, triage
 from vidclip.geometry import FrameGeometry
 from vidclip.sandbox import CHUNK, FACTS, make_decoder
+from vidclip.watchdog import DEFAULT_STALL_S, StallWatchdog
 from vidclip.store import Store
 
 log = logging.getLogger("vidclip")
@@ -82,6 +83,7 @@ def run_in_process(
     commit: CommitPolicy = CommitPolicy(),
     progress: bool = True,
     total: int | None = None,
+    stall_s: float = DEFAULT_STALL_S,
 ) -> IngestReport:
     committer: Committer  # begun below, once the decode sandbox is starting
     queue = _Queue()
@@ -151,8 +153,23 @@ def run_in_process(
         committer = Committer.begin(store, encoder.dim, commit, progress, total)
         items = triage(entries, store.sources(), store.video_status(), retry_failed)
         budget = int(PREFETCH_BATCHES * encoder.batch_size)
-        with _Prefetch(items, decoder, sampling, decode, geometry, budget) as messages:
+        current = {"uri": None}
+
+        def diagnose() -> str:
+            if current["uri"] is None:
+                return "the inputs to be listed and hashed (a slow or stuck file system?)"
+            return f"the decoder or the encoder on {current['uri']}"
+
+        def committed() -> str:
+            return f"{committer.committed_videos} video(s) of this run"
+
+        watchdog = StallWatchdog(stall_s, diagnose, committed)
+        with watchdog, _Prefetch(items, decoder, sampling, decode, geometry, budget) as messages:
             for tag, item, payload in messages:
+                if tag != _IDLE:
+                    watchdog.tick()
+                if tag == "start":
+                    current["uri"] = item.entry.uri
                 if tag == "skip":
                     committer.skipped(item)
                 elif tag == "failure":
@@ -268,7 +285,15 @@ class _Prefetch:
         with self._room:
             self._room.notify_all()
         if self._thread.is_alive():
-            self._thread.join()
+            self._thread.join(timeout=1.0)
+        if self._thread.is_alive():
+            # The producer is blocked inside the decoder (a stall, or Ctrl-C during a long decode):
+            # end the decoder so the producer returns; an inline decoder cannot be ended, and its
+            # daemon thread is left to the process's exit.
+            kill = getattr(self._decoder, "kill", None)
+            if kill is not None:
+                kill()
+                self._thread.join(timeout=30)
 
 
 def _frames_in(message) -> int:

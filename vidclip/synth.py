@@ -209,14 +209,27 @@ def draw_frame(spec: VideoSpec, t: float) -> np.ndarray:
 
 @contextmanager
 def _quiet_svt(encoder: str) -> Iterator[None]:
-    if encoder != "libsvtav1" or "SVT_LOG" in os.environ:
+    """SVT-AV1 as root: no banner, and no real-time scheduling left behind.
+
+    Run as root on Linux, SVT-AV1 switches the calling thread to SCHED_FIFO (real-time) and
+    leaves it so.  Every process started afterwards (decode children, Ray workers, a test's busy
+    loops) inherits it, and a real-time busy process never yields its core: on a 2-core machine
+    that starved everything else (found as a hung test).  The caller's policy is put back."""
+    if encoder != "libsvtav1":
         yield
         return
-    os.environ["SVT_LOG"] = "1"
+    policy = os.sched_getscheduler(0) if hasattr(os, "sched_getscheduler") else None
+    param = os.sched_getparam(0) if policy is not None else None
+    set_log = "SVT_LOG" not in os.environ
+    if set_log:
+        os.environ["SVT_LOG"] = "1"
     try:
         yield
     finally:
-        os.environ.pop("SVT_LOG", None)
+        if set_log:
+            os.environ.pop("SVT_LOG", None)
+        if policy is not None and os.sched_getscheduler(0) != policy:
+            os.sched_setscheduler(0, policy, param)
 
 
 def _configure(stream: av.VideoStream, spec: VideoSpec) -> None:

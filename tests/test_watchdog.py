@@ -1,0 +1,79 @@
+"""No stall is silent (vidclip/watchdog.py): a job without progress fails with one line saying what
+it waited for and what it committed, and the next run resumes.  The stall is injected with the
+decode fault job (a decoder that never answers, its own timeout set longer than the stall's)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+
+import pytest
+
+import vidclip
+from conftest import SAMPLING, TINY
+from vidclip.committer import CommitPolicy
+from vidclip.config import DecodeConfig
+from vidclip.errors import StallError
+from vidclip.watchdog import StallWatchdog
+
+STUCK = DecodeConfig(job="faults:decode_job", timeout_s=3600.0)
+
+
+def _with_hang(videos):
+    shutil.copy(videos / "h264_320x240.mp4", videos / "zz_hang.mp4")  # sorted last: the others commit first
+    with open(videos / "zz_hang.mp4", "ab") as fh:
+        fh.write(b"distinct")
+
+
+def test_watchdog_interrupts_a_blocked_main_thread():
+    import threading
+
+    dog = StallWatchdog(1.0, lambda: "a lock that is never released", lambda: "nothing")
+    never = threading.Event()
+    t0 = time.monotonic()
+    with pytest.raises(StallError, match="no progress for .*waiting for a lock that is never released; nothing committed"):
+        with dog:
+            never.wait()  # blocks in C: only a real signal to the main thread wakes it
+    assert time.monotonic() - t0 < 60
+
+
+def test_watchdog_stays_quiet_while_there_is_progress():
+    with StallWatchdog(20.0, lambda: "x", lambda: "y") as dog:
+        for _ in range(50):
+            time.sleep(0.1)
+            dog.tick()
+    assert dog.message is None
+
+
+def test_in_process_stall_is_one_error_and_the_rerun_resumes(tmp_path, videos):
+    _with_hang(videos)
+    lib = vidclip.open(tmp_path / "db", model=TINY)
+    with pytest.raises(StallError) as err:
+        lib.ingest([videos], SAMPLING, decode=STUCK, progress=False, stall_s=20.0, commit=CommitPolicy(max_videos=1))
+    text = str(err.value)
+    assert "zz_hang.mp4" in text and "rerun the same command to resume" in text
+    n = int(re.search(r"; (\d+) video\(s\) of this run committed and kept", text).group(1))
+    assert n >= 3  # the good videos before the stuck one (the last may still wait in the encoder queue)
+    assert lib.store.count("videos", "status = 'ok'") == n  # the message tells the truth
+    # the rerun skips what was committed; the stuck file is now given a decode timeout that fires
+    report = lib.ingest([videos], SAMPLING, decode=DecodeConfig(job="faults:decode_job", timeout_s=2.0), progress=False)
+    assert report.skipped == n and report.ok == 4 - n
+    assert report.failed == 1 and "timed out" in report.failures[0]["error"]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_stall_names_what_it_waits_for(tmp_path, videos, monkeypatch):
+    import os
+
+    from pipelines.options import JobOptions
+
+    tests = os.path.dirname(os.path.abspath(__file__))  # Ray workers import the fault job from here
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]))
+
+    _with_hang(videos)
+    lib = vidclip.open(tmp_path / "db", model=TINY)
+    with pytest.raises(StallError, match=r"waiting for results for \d+ video\(s\) from the Ray pipeline"):
+        lib.ingest([videos], SAMPLING, decode=STUCK, progress=False, stall_s=30.0,
+                   ray=JobOptions(decode_workers=1, batch_size=8), commit=CommitPolicy(max_videos=1))
