@@ -13,6 +13,7 @@ from vidclip.arguments import positive_float as _positive_float
 from vidclip.arguments import positive_int as _positive_int
 from vidclip.config import SAMPLING_MODES
 from vidclip.errors import InputError, VidclipError
+from vidclip.storage import describe_storage_failure
 
 EXIT_ERROR = 2
 
@@ -112,21 +113,29 @@ def main(argv: list[str] | None = None) -> int:
     except VidclipError as exc:
         print(f"vidclip: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
-    except ValueError as exc:
+    except (OSError, RuntimeError, ValueError) as exc:
         # temporal.TemporalError and friends: a user-facing ValueError from a pure-torch package.
-        if type(exc).__module__.startswith("temporal"):
+        if isinstance(exc, ValueError) and type(exc).__module__.startswith("temporal"):
             print(f"vidclip: error: {_one_line(exc)}", file=sys.stderr)
             return EXIT_ERROR
-        raise
+        if isinstance(exc, BrokenPipeError):
+            return _quiet_broken_pipe()
+        storage = describe_storage_failure(exc, getattr(args, "db", None))
+        if storage is None:
+            raise
+        print(f"vidclip: error: {storage}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("vidclip: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # The reader went away (`vidclip status | head -3`): stop quietly, as `git log | head` does.
-        # stdout is pointed at /dev/null so the interpreter's final flush cannot raise again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader went away (`vidclip status | head -3`): stop quietly, as `git log | head` does.
+    stdout is pointed at /dev/null so the interpreter's final flush cannot raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 def _one_line(exc: BaseException) -> str:

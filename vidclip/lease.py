@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 from vidclip.errors import StoreBusyError, StoreError
+from vidclip.storage import describe_storage_failure
 
 log = logging.getLogger("vidclip")
 
@@ -109,7 +110,8 @@ class WriterLease:
         except StoreError:
             raise
         except (OSError, ValueError, RuntimeError) as exc:
-            raise StoreError(f"{self.uri}: cannot take the writer lease ({' '.join(str(exc).split())[:200]})") from None
+            storage = describe_storage_failure(exc, self.uri)
+            raise StoreError(storage or f"{self.uri}: cannot take the writer lease ({' '.join(str(exc).split())[:200]})") from None
         self._thread = threading.Thread(target=self._renew_loop, name="vidclip-lease", daemon=True)
         self._thread.start()
         return self

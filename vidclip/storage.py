@@ -1,0 +1,33 @@
+"""Storage failures in words: a full disk, a read-only or forbidden store, a missing bucket.
+
+LanceDB raises them as OSError or RuntimeError ("lance error: ... No space left on device"), 40
+lines deep.  `describe_storage_failure` recognises them and says, on one line, which store and
+what to do.  The rows already committed are safe in every case (LanceDB commits are atomic), and
+a rerun of the same command resumes."""
+
+from __future__ import annotations
+
+import errno
+
+_KNOWN = (
+    ((errno.ENOSPC, "no space left on device", "disk quota exceeded"),
+     "the disk holding the store is full: free space, then rerun the same command (committed videos are kept)"),
+    ((errno.EROFS, "read-only file system"),
+     "the store is on a read-only file system: open it for searching only, or copy it somewhere writable"),
+    ((errno.EACCES, errno.EPERM, "permission denied", "access denied", "accessdenied", "forbidden"),
+     "permission denied writing the store: check the directory's owner and mode, or the bucket's credentials"),
+    (("nosuchbucket", "bucket does not exist", "the specified bucket does not exist"),
+     "the bucket does not exist: create it, or check the --db URI and its region/endpoint"),
+)
+
+
+def describe_storage_failure(exc: BaseException, where: str | None) -> str | None:
+    """One line for a storage failure, or None when `exc` is something else."""
+    if not isinstance(exc, (OSError, RuntimeError, ValueError)):
+        return None
+    text = " ".join(str(exc).split()).lower()
+    code = getattr(exc, "errno", None)
+    for keys, advice in _KNOWN:
+        if any((k == code) if isinstance(k, int) else (k in text) for k in keys):
+            return f"{where or 'the store'}: {advice}"
+    return None
