@@ -77,3 +77,22 @@ def test_read_only_store_is_one_line(tmp_path, small_fs, cli_env, videos):
     assert_one_error_line(proc, str(db), "read-only file system")
     hits = run(["search", "a red ball", "--db", str(db), "--json"], cli_env)  # reading still works
     assert hits.returncode == 0
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_a_damaged_table_is_one_line(tmp_path, cli_env, videos, damage):
+    """A data file of `clips` deleted or cut in half, in a real store: search says so in one line."""
+    import glob
+
+    db = tmp_path / "db"
+    assert _ingest(videos, db, cli_env).returncode == 0
+    victim = sorted(glob.glob(str(db / "clips.lance" / "data" / "*.lance")))[0]
+    if damage == "delete":
+        os.remove(victim)
+    else:
+        with open(victim, "r+b") as fh:
+            fh.truncate(os.path.getsize(victim) // 2)
+    proc = subprocess.run([sys.executable, "-m", "vidclip", "search", "a red ball", "--db", str(db)],
+                          capture_output=True, text=True, env=cli_env, timeout=300)
+    needles = ["table 'clips' is damaged"] if damage == "delete" else ["a data file of the store is truncated"]
+    assert_one_error_line(proc, str(db), *needles)

@@ -8,6 +8,7 @@ a rerun of the same command resumes."""
 from __future__ import annotations
 
 import errno
+import re
 
 _KNOWN = (
     ((errno.ENOSPC, "no space left on device", "disk quota exceeded"),
@@ -21,11 +22,26 @@ _KNOWN = (
 )
 
 
+# A data file of a table is gone or cut short ("lance error: Not found: .../frames.lance/data/x.lance").
+_DAMAGE = re.compile(r"(?:not found|unexpected ?eof|corrupt|invalid (?:file|data|page)|failed to fill whole buffer)"
+                     r".*?([A-Za-z0-9_]+)\.lance/", re.IGNORECASE)
+
+_TRUNCATED = re.compile(r"invalid range \d+\.\.\d+ for object of size \d+ bytes", re.IGNORECASE)
+
+
 def describe_storage_failure(exc: BaseException, where: str | None) -> str | None:
     """One line for a storage failure, or None when `exc` is something else."""
     if not isinstance(exc, (OSError, RuntimeError, ValueError)):
         return None
-    text = " ".join(str(exc).split()).lower()
+    raw = " ".join(str(exc).split())
+    damage = _DAMAGE.search(raw)
+    if damage:
+        return (f"{where or 'the store'}: table {damage.group(1)!r} is damaged (one of its data files is missing or "
+                "truncated): restore the store from a backup, or ingest the videos again into a new store")
+    if _TRUNCATED.search(raw):
+        return (f"{where or 'the store'}: a data file of the store is truncated ({_TRUNCATED.search(raw).group(0)}): "
+                "restore the store from a backup, or ingest the videos again into a new store")
+    text = raw.lower()
     code = getattr(exc, "errno", None)
     for keys, advice in _KNOWN:
         if any((k == code) if isinstance(k, int) else (k in text) for k in keys):
