@@ -33,6 +33,7 @@ from pipelines.options import JobOptions
 from pipelines.stages import END, ERROR, FRAME, EncodeActor, decode_rows, hash_chunk
 
 log = logging.getLogger("vidclip")
+RAY_START_S = 900.0  # the stall allowance before the pipeline's first result (worker start-up)
 
 
 @dataclass
@@ -134,7 +135,9 @@ def _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sa
     def committed() -> str:
         return f"{committer.committed_videos} video(s) of this run"
 
-    with StallWatchdog(stall_s, diagnose, committed) as watchdog:
+    # Until the first result arrives the workers are still starting (importing torch, building the
+    # model): allow at least RAY_START_S for that, even under a short stall timeout.
+    with StallWatchdog(stall_s, diagnose, committed, first_s=RAY_START_S) as watchdog:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             watchdog.tick()
             _take_batch(batch, pending, finished, work, complete, committer)

@@ -38,6 +38,19 @@ def test_watchdog_interrupts_a_blocked_main_thread():
     assert time.monotonic() - t0 < 60
 
 
+def test_start_up_allowance_then_the_stall_timeout():
+    import threading
+
+    with StallWatchdog(1.0, lambda: "x", lambda: "y", first_s=20.0) as dog:
+        threading.Event().wait(3.0)  # past stall_s but well within the start-up allowance
+        assert dog.message is None
+        dog.tick()
+        with pytest.raises(KeyboardInterrupt):
+            threading.Event().wait(30)  # after the first progress, stall_s applies
+    # (the KeyboardInterrupt was caught inside the block, so __exit__ saw a clean exit)
+    assert dog.message is not None and "no progress for" in dog.message
+
+
 def test_watchdog_stays_quiet_while_there_is_progress():
     with StallWatchdog(20.0, lambda: "x", lambda: "y") as dog:
         for _ in range(50):

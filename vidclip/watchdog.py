@@ -21,8 +21,13 @@ DEFAULT_STALL_S = 300.0
 
 
 class StallWatchdog:
-    def __init__(self, stall_s: float, diagnose: Callable[[], str], committed: Callable[[], str]):
+    def __init__(self, stall_s: float, diagnose: Callable[[], str], committed: Callable[[], str],
+                 first_s: float | None = None):
+        """first_s: the allowance before the first progress (start-up: Ray workers importing torch
+        on a loaded machine can take minutes); stall_s after it."""
         self.stall_s = float(stall_s)
+        self.first_s = max(self.stall_s, float(first_s or 0.0))
+        self._ticked = False
         self._diagnose = diagnose
         self._committed = committed
         self._last = time.monotonic()
@@ -33,11 +38,12 @@ class StallWatchdog:
 
     def tick(self) -> None:
         self._last = time.monotonic()
+        self._ticked = True
 
     def _watch(self) -> None:
         while not self._done.wait(min(5.0, self.stall_s / 4)):
             idle = time.monotonic() - self._last
-            if idle < self.stall_s:
+            if idle < (self.stall_s if self._ticked else self.first_s):
                 continue
             try:
                 waiting = self._diagnose()
