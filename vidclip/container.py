@@ -65,6 +65,7 @@ class VideoInput:
         import av
 
         self._av = av
+        self._frames = None  # the current frame generator
         self.container = av.open(str(path), metadata_errors="ignore")
         try:
             if not self.container.streams.video:
@@ -77,7 +78,6 @@ class VideoInput:
         except BaseException:
             self.container.close()
             raise
-        self._frames = None
 
     def frames(self) -> Iterator:
         """Decoded frames that carry a pts, from the current position."""
@@ -96,7 +96,7 @@ class VideoInput:
 
     def _stop(self) -> None:
         """Close the frame generator and drain the decoder's in-flight frames (without the GIL)."""
-        gen, self._frames = getattr(self, "_frames", None), None
+        gen, self._frames = self._frames, None
         if gen is not None:
             gen.close()
         if self.stream is not None:

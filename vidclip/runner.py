@@ -168,14 +168,13 @@ def run_in_process(
             for tag, item, payload in messages:
                 if tag != _IDLE:
                     watchdog.tick()
-                if tag == "start":
-                    current["uri"] = item.entry.uri
                 if tag == "skip":
                     committer.skipped(item)
                 elif tag == "failure":
                     committer.failed(item, item.error)
                 elif tag == "start":
                     slot = None
+                    current["uri"] = item.entry.uri
                 elif tag == "msg":
                     on_message(item, *payload)
                 elif tag == _ERROR:
