@@ -136,8 +136,12 @@ def _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sa
         return f"{committer.committed_videos} video(s) of this run"
 
     # Until the first result arrives the workers are still starting (importing torch, building the
-    # model): allow at least RAY_START_S for that, even under a short stall timeout.
-    with StallWatchdog(stall_s, diagnose, committed, first_s=RAY_START_S) as watchdog:
+    # model): allow at least RAY_START_S for that, even under a short stall timeout, unless the
+    # cluster loses a node meanwhile (then nothing is starting: the stall timeout applies).
+    def starting() -> bool:
+        return all(n.get("Alive") for n in ray.nodes())
+
+    with StallWatchdog(stall_s, diagnose, committed, first_s=RAY_START_S, starting=starting) as watchdog:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             watchdog.tick()
             _take_batch(batch, pending, finished, work, complete, committer)

@@ -104,8 +104,6 @@ from pipelines.options import JobOptions
 from vidclip.committer import CommitPolicy
 from vidclip.config import DecodeConfig
 from vidclip.errors import StallError
-import pipelines.ingest_job
-pipelines.ingest_job.RAY_START_S = 60.0  # the node may die before the first result: report within minutes
 
 lib = vidclip.open({db!r}, model=TINY)
 try:

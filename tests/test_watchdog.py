@@ -51,6 +51,21 @@ def test_start_up_allowance_then_the_stall_timeout():
     assert dog.message is not None and "no progress for" in dog.message
 
 
+def test_start_up_allowance_ends_when_the_job_stops_starting():
+    import threading
+
+    lost = threading.Event()
+    t0 = time.monotonic()
+    with StallWatchdog(1.0, lambda: "a lost node", lambda: "y", first_s=600.0, starting=lambda: not lost.is_set()) as dog:
+        threading.Event().wait(3.0)  # past stall_s, still starting: the allowance holds
+        assert dog.message is None
+        lost.set()  # e.g. a node of the cluster died before the first result
+        with pytest.raises(KeyboardInterrupt):
+            threading.Event().wait(60)
+    assert time.monotonic() - t0 < 60  # not the 600 s allowance
+    assert "waiting for a lost node" in dog.message
+
+
 def test_watchdog_stays_quiet_while_there_is_progress():
     with StallWatchdog(20.0, lambda: "x", lambda: "y") as dog:
         for _ in range(50):

@@ -22,12 +22,15 @@ DEFAULT_STALL_S = 300.0
 
 class StallWatchdog:
     def __init__(self, stall_s: float, diagnose: Callable[[], str], committed: Callable[[], str],
-                 first_s: float | None = None):
+                 first_s: float | None = None, starting: Callable[[], bool] | None = None):
         """first_s: the allowance before the first progress (start-up: Ray workers importing torch
-        on a loaded machine can take minutes); stall_s after it."""
+        on a loaded machine can take minutes); stall_s after it.  `starting`, if given, is asked
+        once stall_s has passed without progress: while it answers True the job is still starting
+        up; False (or an error: a lost cluster) ends the allowance at once."""
         self.stall_s = float(stall_s)
         self.first_s = max(self.stall_s, float(first_s or 0.0))
         self._ticked = False
+        self._starting = starting
         self._diagnose = diagnose
         self._committed = committed
         self._last = time.monotonic()
@@ -43,7 +46,7 @@ class StallWatchdog:
     def _watch(self) -> None:
         while not self._done.wait(min(5.0, self.stall_s / 4)):
             idle = time.monotonic() - self._last
-            if idle < (self.stall_s if self._ticked else self.first_s):
+            if idle < self.stall_s or (idle < self._allowance() and self._still_starting()):
                 continue
             try:
                 waiting = self._diagnose()
@@ -61,6 +64,17 @@ class StallWatchdog:
                 # Ray get); _thread.interrupt_main() would only set a flag it never looks at.
                 signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
             return
+
+    def _allowance(self) -> float:
+        return self.stall_s if self._ticked else self.first_s
+
+    def _still_starting(self) -> bool:
+        if self._starting is None:
+            return True
+        try:
+            return bool(self._starting())
+        except Exception:  # noqa: BLE001 - a cluster that cannot answer is not starting up
+            return False
 
     def raise_if_stalled(self) -> None:
         """Call from the `except KeyboardInterrupt` of the runner's main loop."""
