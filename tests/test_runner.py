@@ -68,7 +68,7 @@ def test_prefetch_queue_respects_its_frame_budget(tmp_path, video_dir):
     items = triage(list_inputs([str(video_dir)]), store.sources(), store.video_status(), False)
     decode = DecodeConfig(chunk_frames=2)
     with make_decoder(decode.job, decode.timeout_s, decode.isolate) as decoder:
-        with runner._Prefetch(items, decoder, SAMPLING, decode, geometry, max_frames=5) as prefetch:
+        with runner._Prefetch(items, [decoder], SAMPLING, decode, geometry, max_frames=5) as prefetch:
             seen, peak = 0, 0
             for tag, _, payload in prefetch:
                 if tag == "start" and seen == 0:
@@ -83,3 +83,48 @@ def test_prefetch_queue_respects_its_frame_budget(tmp_path, video_dir):
                     seen += runner._frames_in((tag, None, payload))
     assert seen == 38  # every sampled frame of the library came through (fps=2, 19 s in all)
     assert 4 <= peak <= 5  # it did run ahead, and never past the budget
+
+
+def _rows(lib):
+    frames = lib.store.table("frames").to_arrow().sort_by([("video_id", "ascending"), ("t", "ascending")])
+    clips = lib.store.table("clips").to_arrow().sort_by([("video_id", "ascending"), ("clip_id", "ascending")])
+    keys = (frames.select(["video_id", "t"]).to_pylist(), clips.select(["video_id", "clip_id", "start_s", "end_s"]).to_pylist())
+    return keys, np.stack(frames.column("vector").to_numpy(zero_copy_only=False))
+
+
+def test_decode_workers_decode_videos_at_once_and_give_the_same_rows(tmp_path, monkeypatch):
+    """--local --decode-workers 3: three sandbox children decode three videos at the same time (a
+    rendezvous in the decode job proves it), and the store holds exactly the rows, vectors and
+    failures of a one-worker run."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(3):
+        write_video(videos / f"v{i}_meet.mp4", VideoSpec(codec="h264", width=160, height=120, duration_s=3.0, seed=40 + i))
+    for i in range(2):
+        write_video(videos / f"w{i}.mp4", VideoSpec(codec="vp9", width=128, height=96, duration_s=2.0, seed=50 + i))
+    (videos / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"junk" * 100)
+
+    ref = vidclip.open(tmp_path / "one", model=TINY)
+    one = ref.ingest([videos], SAMPLING, progress=False)
+
+    meet = tmp_path / "meet"
+    meet.mkdir()
+    monkeypatch.setenv("VIDCLIP_TEST_MEET_DIR", str(meet))
+    monkeypatch.setenv("VIDCLIP_TEST_MEET_N", "3")
+    lib = vidclip.open(tmp_path / "three", model=TINY)
+    three = lib.ingest([videos], SAMPLING, decode=DecodeConfig(job="faults:decode_job"), progress=False, decode_workers=3)
+
+    assert sorted(f for f in __import__("os").listdir(meet) if f.startswith("met-")) == [f"met-v{i}_meet.mp4" for i in range(3)]
+    assert (three.ok, three.failed, three.frames) == (one.ok, one.failed, one.frames) == (5, 1, one.frames)
+    assert three.failures == one.failures and "broken.mp4" in three.failures[0]["uri"]
+    (keys1, vec1), (keys3, vec3) = _rows(ref), _rows(lib)
+    assert keys3 == keys1 and len(keys1[0]) == one.frames
+    np.testing.assert_allclose(vec3, vec1, atol=1e-5)
+
+
+def test_decode_workers_are_refused_without_the_sandbox(tmp_path, video_dir):
+    from vidclip.errors import InputError
+
+    lib = vidclip.open(tmp_path / "db", model=TINY)
+    with pytest.raises(InputError, match="decode sandbox"):
+        lib.ingest([video_dir], SAMPLING, decode=DecodeConfig(isolate=False), progress=False, decode_workers=2)

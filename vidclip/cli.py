@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="videos per bulk commit to the store (default 64)")
     p.add_argument("--local", action="store_true", help="run in this process instead of on Ray (debugging)")
     p.add_argument("--ray-address", help="join an existing Ray cluster (default: start a local one, loopback only)")
-    p.add_argument("--decode-workers", type=_positive_int, help="concurrent decode tasks on Ray (default: CPUs - 1)")
+    p.add_argument("--decode-workers", type=_positive_int,
+                   help="videos decoded at once: Ray tasks (default: CPUs - 1), or with --local decode "
+                        "child processes feeding this process's encoder (default 1)")
     p.add_argument("--encode-actors", type=_positive_int, help="encoder actors on Ray (default: one per GPU, else 1)")
     p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
                    help="LanceDB storage option for an object-store --db (repeatable)")
@@ -206,7 +208,7 @@ def cmd_ingest(args) -> int:
     report = lib.ingest(
         args.paths, sampling, decode=decode, batch_size=args.batch_size, retry_failed=args.retry_failed,
         progress=not args.json, ray=ray, commit=CommitPolicy(max_videos=args.commit_videos),
-        stall_s=args.stall_timeout,
+        stall_s=args.stall_timeout, decode_workers=(args.decode_workers or 1) if args.local else 1,
     )
     if args.json:
         print(json.dumps(report.to_dict()))

@@ -148,12 +148,15 @@ class Library:
         commit: "CommitPolicy | None" = None,
         metadata: str | os.PathLike | None = None,
         stall_s: float = DEFAULT_STALL_S,
+        decode_workers: int = 1,
     ) -> IngestReport:
         """Ingest files and folders (recursively).  Files already in the store are skipped; files
         that cannot be decoded are recorded as failed with their reason, never fatal.
 
         ray: False runs the in-process loop; True or a `pipelines.options.JobOptions` runs the
         Ray Data job (a local Ray is started on demand unless the options name an address).
+        decode_workers: videos decoded at once by the in-process loop, each in its own sandbox
+        child (on Ray, JobOptions.decode_workers).
 
         metadata: a sidecar manifest (CSV / JSONL / Parquet with a `uri` column) whose other
         columns become each matching file's metadata (merged over a manifest input's own);
@@ -179,9 +182,9 @@ class Library:
                 encoder.batch_size = int(batch_size)
             spec, aggregator = self._temporal()
             self.store.check_settings(settings)
-            return self._run_ingest(entries, encoder, spec, aggregator, sampling, decode, ray, retry_failed, commit, progress, stall_s)
+            return self._run_ingest(entries, encoder, spec, aggregator, sampling, decode, ray, retry_failed, commit, progress, stall_s, decode_workers)
 
-    def _run_ingest(self, entries, encoder, spec, aggregator, sampling, decode, ray, retry_failed, commit, progress, stall_s) -> IngestReport:
+    def _run_ingest(self, entries, encoder, spec, aggregator, sampling, decode, ray, retry_failed, commit, progress, stall_s, decode_workers) -> IngestReport:
         if ray:
             from pipelines.ingest_job import run_on_ray
             from pipelines.options import JobOptions
@@ -198,6 +201,7 @@ class Library:
         return run_in_process(
             self.store, entries, encoder, aggregator, spec["name"], sampling, decode,
             retry_failed=retry_failed, commit=commit, progress=progress, total=len(entries), stall_s=stall_s,
+            decode_workers=decode_workers,
         )
 
     def _sampling(self, requested: SamplingConfig | None) -> SamplingConfig:

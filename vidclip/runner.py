@@ -3,9 +3,10 @@
 It is the debugging/test path and the fallback when Ray is not wanted.  Frames
 from many videos share each encoder batch; finished videos are committed in bulk.
 
-Decoding overlaps encoding: a background thread drives the decoder (the sandbox child,
-which decodes in its own process) and hands its messages over a queue bounded in *frames*,
-so the child decodes up to a full encoder batch ahead while this thread runs the model.
+Decoding overlaps encoding: background threads drive the decoders (sandbox children, each
+decoding one video at a time in its own process; `decode_workers` of them, so one GPU can be fed
+by several cores without Ray) and hand their messages over one queue bounded in *frames*, so the
+children decode up to a full encoder batch ahead while this thread runs the model.
 Memory is bounded by that budget (2 x batch_size decoded frames by default: 34 MB at batch 64
 for 398x224 frames) plus one encoder batch plus the frame vectors of the videos in flight (a
 few KB per sampled frame).
@@ -16,13 +17,14 @@ from __future__ import annotations
 import logging
 import queue as queue_mod
 import threading
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
 
 from vidclip.config import DecodeConfig, SamplingConfig
-from vidclip.errors import MediaError
+from vidclip.errors import InputError, MediaError
 from vidclip.committer import CommitPolicy, Committer
 from vidclip.ingest import Failure, IngestReport, Skip, VideoFacts, Work, finish_video, triage
 from vidclip.geometry import FrameGeometry
@@ -84,10 +86,18 @@ def run_in_process(
     progress: bool = True,
     total: int | None = None,
     stall_s: float = DEFAULT_STALL_S,
+    decode_workers: int = 1,
 ) -> IngestReport:
+    """decode_workers: videos decoded at once, each by its own sandbox child (frames of several
+    videos then share encoder batches; the rows are the same whatever the interleaving)."""
+    if decode_workers < 1:
+        raise InputError(f"decode workers must be >= 1, got {decode_workers}")
+    if decode_workers > 1 and not decode.isolate:
+        raise InputError("more than one decode worker needs the decode sandbox (isolate=True)")
     committer: Committer  # begun below, once the decode sandbox is starting
     queue = _Queue()
     in_flight: list[_Slot] = []
+    slots: dict[int, _Slot] = {}  # id(work item) -> its slot, for the videos being decoded
 
     def finish_ready() -> None:
         for slot in list(in_flight):
@@ -121,15 +131,15 @@ def run_in_process(
         queue = _Queue()
         finish_ready()
 
-    slot: _Slot | None = None
-
     def on_message(item, kind, payload) -> None:
-        nonlocal slot
         if kind == FACTS:
             k = len(payload.plan.frame_index)
             slot = _Slot(item, payload, np.zeros((k, encoder.dim), np.float32), np.zeros(k, bool))
+            slots[id(item)] = slot
             in_flight.append(slot)
-        elif kind == CHUNK:
+            return
+        slot = slots[id(item)]
+        if kind == CHUNK:
             if queue.size and queue.size + len(payload.position) > encoder.batch_size:
                 encode_queue()  # flush first: every forward pass holds at most batch_size frames
             queue.slots.append(slot)
@@ -143,28 +153,31 @@ def run_in_process(
             slot.decoder, slot.note, slot.decoded = payload["decoder"], payload["note"], True
 
     def on_error(item, reason: str) -> None:
-        if slot is not None and slot.work is item:
+        slot = slots.get(id(item))
+        if slot is not None:
             slot.failed = reason
         committer.failed(item, reason)
 
     geometry = FrameGeometry.of_model(encoder.model)
-    # The sandbox child starts first: it imports its decoders while the store is repaired and prepared.
-    with make_decoder(decode.job, decode.timeout_s, decode.isolate) as decoder:
+    # The sandbox children start first: they import their decoders while the store is repaired and prepared.
+    with ExitStack() as stack:
+        decoders = [stack.enter_context(make_decoder(decode.job, decode.timeout_s, decode.isolate))
+                    for _ in range(decode_workers)]
         committer = Committer.begin(store, encoder.dim, commit, progress, total)
         items = triage(entries, store.sources(), store.video_status(), retry_failed)
         budget = int(PREFETCH_BATCHES * encoder.batch_size)
-        current = {"uri": None}
+        current: dict[int, str] = {}  # id(work item) -> uri, the videos being decoded
 
         def diagnose() -> str:
-            if current["uri"] is None:
+            if not current:
                 return "the inputs to be listed and hashed (a slow or stuck file system?)"
-            return f"the decoder or the encoder on {current['uri']}"
+            return f"the decoder or the encoder on {', '.join(sorted(current.values()))}"
 
         def committed() -> str:
             return f"{committer.committed_videos} video(s) of this run"
 
         watchdog = StallWatchdog(stall_s, diagnose, committed)
-        with watchdog, _Prefetch(items, decoder, sampling, decode, geometry, budget) as messages:
+        with watchdog, _Prefetch(items, decoders, sampling, decode, geometry, budget) as messages:
             for tag, item, payload in messages:
                 if tag != _IDLE:
                     watchdog.tick()
@@ -173,13 +186,14 @@ def run_in_process(
                 elif tag == "failure":
                     committer.failed(item, item.error)
                 elif tag == "start":
-                    slot = None
-                    current["uri"] = item.entry.uri
+                    current[id(item)] = item.entry.uri
                 elif tag == "msg":
                     on_message(item, *payload)
                 elif tag == _ERROR:
                     on_error(item, payload)
                 elif tag == _END:
+                    current.pop(id(item), None)
+                    slots.pop(id(item), None)
                     finish_ready()
                 elif tag == _IDLE and queue.size >= min(EAGER_MIN_FRAMES, encoder.batch_size):
                     encode_queue()
@@ -189,8 +203,10 @@ def run_in_process(
 
 
 class _Prefetch:
-    """Runs triage and the decoder on a background thread; yields (tag, item, payload) in order.
+    """Runs triage and the decoders on background threads; yields (tag, item, payload).
 
+    Each decoder has its own thread, which takes the next item from triage (under a lock) and
+    decodes it; the messages of one video stay in order, those of different videos interleave.
     Tags: "skip" / "failure" (triage's verdicts), "start" (a video begins), "msg" (one decoder
     message), "error" (the video failed: payload is the reason), "end" (the video is over),
     "idle" (nothing decoded is ready: the next message will block).
@@ -198,8 +214,9 @@ class _Prefetch:
     empty) and MAX_QUEUED_MESSAGES messages, so decoding runs at most that far ahead.
     """
 
-    def __init__(self, items, decoder, sampling, decode, geometry, max_frames: int):
-        self._items, self._decoder = items, decoder
+    def __init__(self, items, decoders, sampling, decode, geometry, max_frames: int):
+        self._items, self._decoders = iter(items), list(decoders)
+        self._items_lock = threading.Lock()  # triage is one generator (it hashes and probes inputs)
         self._job = (sampling, decode, geometry)
         self.max_frames = int(max_frames)
         self._q: queue_mod.Queue = queue_mod.Queue()  # bounded by the credit counters below
@@ -207,7 +224,12 @@ class _Prefetch:
         self._frames = 0  # decoded frames queued
         self._messages = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, name="vidclip-decode", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._produce, args=(d,), name=f"vidclip-decode-{i}", daemon=True)
+            for i, d in enumerate(self._decoders)
+        ]
+        if self.max_frames <= 0 and len(self._decoders) > 1:
+            raise InputError("more than one decode worker needs the background decode threads (PREFETCH_BATCHES > 0)")
 
     def _put(self, message) -> bool:
         n = _frames_in(message)
@@ -228,12 +250,18 @@ class _Prefetch:
         with self._room:
             self._frames -= n
             self._messages -= 1
-            self._room.notify()
+            self._room.notify_all()
         return message
 
-    def _tagged(self):
-        """Triage's verdicts and each video's decoder messages, tagged, in order."""
-        for item in self._items:
+    def _next_item(self):
+        with self._items_lock:
+            if self._stop.is_set():
+                return None
+            return next(self._items, None)
+
+    def _tagged(self, decoder):
+        """Triage's verdicts and each video's decoder messages, tagged, a video at a time."""
+        while (item := self._next_item()) is not None:
             if isinstance(item, Skip):
                 yield "skip", item, None
             elif isinstance(item, Failure):
@@ -241,14 +269,14 @@ class _Prefetch:
             else:
                 yield "start", item, None
                 try:
-                    for message in self._decoder.run(item.entry.uri, *self._job):
+                    for message in decoder.run(item.entry.uri, *self._job):
                         yield "msg", item, message
                 except MediaError as exc:
                     yield _ERROR, item, exc.reason
                 yield _END, item, None
 
-    def _produce(self) -> None:
-        messages = self._tagged()
+    def _produce(self, decoder) -> None:
+        messages = self._tagged(decoder)
         try:
             for message in messages:
                 if not self._put(message):
@@ -262,19 +290,22 @@ class _Prefetch:
 
     def __enter__(self):
         if self.max_frames > 0:
-            self._thread.start()
+            for t in self._threads:
+                t.start()
         return self
 
     def __iter__(self):
         if self.max_frames <= 0:
-            yield from self._tagged()
+            yield from self._tagged(self._decoders[0])
             return
-        while True:
+        running = len(self._threads)
+        while running:
             if self._q.empty():
                 yield _IDLE, None, None  # the consumer may use the wait (encode a partial batch)
             tag, item, payload = self._take()
             if tag == _EOF:
-                return
+                running -= 1
+                continue
             if tag == _FATAL:
                 raise payload
             yield tag, item, payload
@@ -283,16 +314,18 @@ class _Prefetch:
         self._stop.set()
         with self._room:
             self._room.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout=1.0)
-        if self._thread.is_alive():
-            # The producer is blocked inside the decoder (a stall, or Ctrl-C during a long decode):
-            # end the decoder so the producer returns; an inline decoder cannot be ended, and its
-            # daemon thread is left to the process's exit.
-            kill = getattr(self._decoder, "kill", None)
-            if kill is not None:
-                kill()
-                self._thread.join(timeout=30)
+        for t in self._threads:
+            if t.is_alive():
+                t.join(timeout=1.0)
+        for t, decoder in zip(self._threads, self._decoders):
+            if t.is_alive():
+                # The producer is blocked inside its decoder (a stall, or Ctrl-C during a long decode):
+                # end the decoder so the producer returns; an inline decoder cannot be ended, and its
+                # daemon thread is left to the process's exit.
+                kill = getattr(decoder, "kill", None)
+                if kill is not None:
+                    kill()
+                    t.join(timeout=30)
 
 
 def _frames_in(message) -> int:
