@@ -1,4 +1,4 @@
-"""`vidclip bench decode|encode|ingest`: the performance benchmarks (pipelines/bench_*.py).
+"""`vidclip bench decode|encode|ingest|gpu`: the performance benchmarks (pipelines/bench_*.py).
 
 Wired into vidclip/cli.py with `add_parsers(sub)` and `COMMANDS`.  Each benchmark generates
 its corpus once into a cache directory (default ~/.cache/vidclip-bench, or $VIDCLIP_BENCH_CACHE)
@@ -13,12 +13,13 @@ _BENCHES = {
     "decode": ("pipelines.bench_decode", "decord vs PyAV: full, sparse (seek vs decode-through), fps, keyframes, resize"),
     "encode": ("pipelines.bench_encode", "image tower images/s on CPU: batch sizes, bf16, channels_last, threads, compile"),
     "ingest": ("pipelines.bench_ingest", "end-to-end ingest vs decode-only + encode-only walls, peak memory"),
+    "gpu": ("pipelines.bench_gpu", "on a GPU: encoder images/s (bf16/fp16, compile), decode cores per GPU, ingest"),
 }
 
 
 def add_parsers(subparsers) -> None:
     p = subparsers.add_parser("bench", help="performance benchmarks on generated videos (results in bench/*.json)")
-    which = p.add_subparsers(dest="bench", metavar="decode|encode|ingest")
+    which = p.add_subparsers(dest="bench", metavar="decode|encode|ingest|gpu")
     which.required = True
     for name, (module, help_text) in _BENCHES.items():
         sp = which.add_parser(name, help=help_text)

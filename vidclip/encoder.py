@@ -273,6 +273,10 @@ class Encoder:
         self.dim = identity.dim
         self.device = device
         self.batch_size = int(batch_size)
+        # On CUDA the towers run under autocast: bf16 where supported, else fp16 (None: fp32).
+        self.cuda_autocast: torch.dtype | None = None
+        if device.type == "cuda":
+            self.cuda_autocast = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         pp_cfg = PreprocessCfg(**get_model_preprocess_cfg(model))
         size = pp_cfg.size
         self.image_size: tuple[int, int] = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
@@ -322,9 +326,8 @@ class Encoder:
     # ------------------------------------------------------------------ encoding
 
     def _autocast(self):
-        if self.device.type == "cuda":
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            return torch.autocast("cuda", dtype=dtype)
+        if self.device.type == "cuda" and self.cuda_autocast is not None:
+            return torch.autocast("cuda", dtype=self.cuda_autocast)
         return nullcontext()
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
