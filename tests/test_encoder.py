@@ -475,3 +475,20 @@ def test_cuda_matches_cpu_reference(frames):
     ref = reference_embeddings(enc.model.float().cpu(), frames)
     assert ours.device.type == "cpu"
     assert (ours * ref).sum(-1).min().item() >= 0.995  # autocast fp16/bf16 forward
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_staging_keeps_every_frame_and_its_order():
+    """Pinned double-buffered uploads and vectors held on the device across batches: every frame
+    of many small mixed-size batches (more than _PENDING_BATCHES of them) gets its own vector."""
+    from vidclip import encoder as encoder_mod
+
+    sizes = [(320, 240), (240, 320), (64, 64), (1280, 720), (398, 224)]
+    frames = [natural_frame(w, h, seed=100 + i) for i, (w, h) in enumerate(sizes * 8)]
+    gpu = Encoder.load(ModelConfig("ViT-B-32", "none", device="cuda"), batch_size=3)
+    assert len(frames) / 3 > encoder_mod._PENDING_BATCHES
+    cpu = Encoder.load(ModelConfig("ViT-B-32", "none", device="cpu"), batch_size=64)
+    a, b = gpu.encode_frames(frames), cpu.encode_frames(frames)
+    assert a.shape == b.shape == (len(frames), gpu.dim) and a.device.type == "cpu"
+    assert (a * b).sum(-1).min().item() >= 0.995  # each row is its own frame's vector (bf16/fp16 forward)
+    assert (a[:-1] * a[1:]).sum(-1).max().item() < 0.999  # and rows are not repeats of a stale buffer

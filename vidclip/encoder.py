@@ -34,6 +34,8 @@ DEFAULT_BATCH_SIZE = 64
 # Upper bound on float32 pixel values held at once while preprocessing one group of frames
 # (64M values = 256 MB); bounds memory for 4K input without changing the forward batch.
 _PREPROCESS_BUDGET = 64 * 1024 * 1024
+# Batches whose vectors wait on the device before one copy back (bounds device memory: 8 x 512 x D floats).
+_PENDING_BATCHES = 8
 
 
 @dataclass(frozen=True)
@@ -335,6 +337,35 @@ class Encoder:
             return x.pin_memory().to(self.device, non_blocking=True)
         return x.to(self.device)
 
+    def _upload(self, part: list) -> torch.Tensor:
+        """Same-size uint8 (H, W, 3) frames -> one (n, H, W, 3) uint8 tensor on the device.
+
+        On CUDA the frames are stacked straight into one of two reusable pinned host buffers and
+        copied asynchronously: one host copy instead of two (np.stack, then pin_memory), no page
+        locking per batch, and while the GPU works on one batch the host fills the other buffer.
+        A buffer is refilled only after its previous copy has finished (its event).
+        """
+        if self.device.type != "cuda":
+            return torch.stack(part) if isinstance(part[0], torch.Tensor) else torch.from_numpy(np.stack(part))
+        h, w = part[0].shape[:2]
+        n = len(part) * h * w * 3
+        k = self._staging_turn = 1 - getattr(self, "_staging_turn", 1)
+        staging = getattr(self, "_staging", [None, None])
+        self._staging = staging
+        if staging[k] is None or staging[k][0].numel() < n:
+            staging[k] = (torch.empty(n, dtype=torch.uint8, pin_memory=True), torch.cuda.Event())
+        else:
+            staging[k][1].synchronize()  # its last copy to the device is done
+        buf, done = staging[k]
+        host = buf[:n].view(len(part), h, w, 3)  # (n, H, W, 3)
+        if isinstance(part[0], torch.Tensor):
+            torch.stack([f.cpu() for f in part], out=host)
+        else:
+            np.stack(part, out=host.numpy())
+        x = host.to(self.device, non_blocking=True)
+        done.record()
+        return x
+
     def _preprocess_group(self, frames: list) -> torch.Tensor:
         """Same-size uint8 (H, W, 3) frames -> (n, 3, h, w) float32 model input on device."""
         if not self._tensor_preprocess.supported:
@@ -346,20 +377,16 @@ class Encoder:
         per = max(1, _PREPROCESS_BUDGET // (3 * h * w))
         out = []
         for i in range(0, len(frames), per):
-            part = frames[i:i + per]
-            if isinstance(part[0], torch.Tensor):
-                x = torch.stack(part)
-            else:
-                x = torch.from_numpy(np.stack(part))
-            x = self._to_device(x).permute(0, 3, 1, 2)  # (n, 3, H, W) uint8
+            x = self._upload(frames[i:i + per]).permute(0, 3, 1, 2)  # (n, 3, H, W) uint8
             out.append(self._tensor_preprocess(x))
         return torch.cat(out)
 
     @torch.inference_mode()
     def _encode_image_batch(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(b, 3, h, w) model input -> (b, D) float32 L2-normalised, left on the model's device."""
         with self._autocast():
             z = self._model.encode_image(pixels)
-        return F.normalize(z.float(), dim=-1).cpu()
+        return F.normalize(z.float(), dim=-1)
 
     def encode_frames(self, frames) -> torch.Tensor:
         """uint8 RGB frames -> (N, D) float32 CPU, L2-normalised, in input order.
@@ -378,6 +405,18 @@ class Encoder:
         if n == 0:
             return torch.empty(0, self.dim, dtype=torch.float32)
         out = torch.empty(n, self.dim, dtype=torch.float32)
+        # Vectors stay on the device until a few batches have run: no sync per batch, so the host
+        # prepares the next batch while the GPU runs this one.
+        pending: list[torch.Tensor] = []  # (b, D) each, in input order
+        done = 0  # rows of `out` filled
+
+        def collect() -> None:
+            nonlocal done, pending
+            if pending:
+                z = torch.cat(pending).cpu()  # (m, D)
+                out[done : done + len(z)] = z
+                done, pending = done + len(z), []
+
         with torch.inference_mode():
             for start in range(0, n, self.batch_size):
                 chunk = [_as_uint8_hwc(items[i]) for i in range(start, min(start + self.batch_size, n))]
@@ -389,8 +428,15 @@ class Encoder:
                     parts.append(self._preprocess_group([chunk[j] for j in idx]))
                     order.extend(idx)
                 pixels = torch.cat(parts)  # (b, 3, h, w) in grouped order
-                z = self._encode_image_batch(pixels)
-                out[torch.tensor(order) + start] = z
+                z = self._encode_image_batch(pixels)  # (b, D) in grouped order
+                if len(groups) > 1:
+                    inverse = torch.empty(len(order), dtype=torch.long)
+                    inverse[torch.tensor(order)] = torch.arange(len(order))
+                    z = z[inverse.to(z.device)]  # (b, D) in input order
+                pending.append(z)
+                if len(pending) >= _PENDING_BATCHES:
+                    collect()
+        collect()
         return out
 
     def encode_images(self, images: Iterable) -> torch.Tensor:
