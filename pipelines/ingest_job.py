@@ -62,10 +62,29 @@ def run_on_ray(
     stall_s: float = DEFAULT_STALL_S,
 ) -> IngestReport:
     committer = Committer.begin(store, dim, commit, progress, total)
-    with ray_session(options) as ray:
+    waiting = {"for": lambda: "the Ray cluster to start or answer"}
+
+    def committed() -> str:
+        return f"{committer.committed_videos} video(s) of this run"
+
+    def starting() -> bool:
+        import ray
+
+        return not ray.is_initialized() or all(n.get("Alive") for n in ray.nodes())
+
+    # Every wait on Ray is watched, from ray.init to the last result.  Until the pipeline's first
+    # result the workers are still starting (importing torch, building the model): allow at least
+    # RAY_START_S for that, even under a short stall timeout, unless the cluster loses a node
+    # meanwhile (then nothing is starting: the stall timeout applies).
+    watchdog = StallWatchdog(stall_s, lambda: waiting["for"](), committed, first_s=RAY_START_S, starting=starting)
+    with watchdog, ray_session(options) as ray:
+        hashed = {"n": 0}
+        waiting["for"] = lambda: _waiting_for(ray, f"Ray tasks hashing the inputs ({hashed['n']} done)", "hash tasks")
         hasher = _ray_hasher(ray)
         work: dict[str, Work] = {}
         for item in triage(entries, store.sources(), store.video_status(), retry_failed, hasher, options.hash_batch):
+            watchdog.tick(started=False)
+            hashed["n"] += 1
             if isinstance(item, Skip):
                 committer.skipped(item)
             elif isinstance(item, Failure):
@@ -73,11 +92,13 @@ def run_on_ray(
             else:
                 work[item.video_id] = item
         if work:
-            _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sampling, decode, options, committer, stall_s)
+            _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sampling, decode, options,
+                          committer, watchdog, waiting)
     return committer.close()
 
 
-def _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sampling, decode, options, committer, stall_s) -> None:
+def _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sampling, decode, options, committer,
+                  watchdog, waiting) -> None:
     import ray.data
 
     resources = ray.cluster_resources()
@@ -129,22 +150,12 @@ def _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sa
             return
         committer.finished(p.work, rows)
 
-    def diagnose() -> str:
-        return _waiting_for(ray, len(work) - len(finished), decode_workers)
-
-    def committed() -> str:
-        return f"{committer.committed_videos} video(s) of this run"
-
-    # Until the first result arrives the workers are still starting (importing torch, building the
-    # model): allow at least RAY_START_S for that, even under a short stall timeout, unless the
-    # cluster loses a node meanwhile (then nothing is starting: the stall timeout applies).
-    def starting() -> bool:
-        return all(n.get("Alive") for n in ray.nodes())
-
-    with StallWatchdog(stall_s, diagnose, committed, first_s=RAY_START_S, starting=starting) as watchdog:
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            watchdog.tick()
-            _take_batch(batch, pending, finished, work, complete, committer)
+    waiting["for"] = lambda: _waiting_for(
+        ray, f"results for {len(work) - len(finished)} video(s) from the Ray pipeline",
+        "decode tasks", f"; {decode_workers} decode worker(s) wanted")
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        watchdog.tick()
+        _take_batch(batch, pending, finished, work, complete, committer)
     for vid, item in work.items():
         if vid not in finished:
             committer.failed(item, "no result from the Ray pipeline (worker lost)")
@@ -169,9 +180,9 @@ def _take_batch(batch, pending, finished, work, complete, committer) -> None:
         complete(vid)
 
 
-def _waiting_for(ray, unfinished: int, decode_workers: int) -> str:
-    """What a stalled Ray pipeline waits for, from the cluster's own view."""
-    parts = [f"results for {unfinished} video(s) from the Ray pipeline"]
+def _waiting_for(ray, what: str, tasks: str, wanted: str = "") -> str:
+    """What a stalled Ray job waits for (`what`), and the cluster's own view of why."""
+    parts = [what]
     nodes = ray.nodes()
     dead = [n for n in nodes if not n.get("Alive")]
     if dead:
@@ -180,7 +191,7 @@ def _waiting_for(ray, unfinished: int, decode_workers: int) -> str:
     total = ray.cluster_resources().get("CPU", 0.0)
     free = ray.available_resources().get("CPU", 0.0)
     if free < 1:
-        parts.append(f"no free CPU for decode tasks ({free:g} of {total:g} free; {decode_workers} decode worker(s) wanted)")
+        parts.append(f"no free CPU for {tasks} ({free:g} of {total:g} free{wanted})")
     return "; ".join(parts)
 
 

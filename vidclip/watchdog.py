@@ -39,9 +39,12 @@ class StallWatchdog:
         self.message: str | None = None
         self._thread = threading.Thread(target=self._watch, name="vidclip-watchdog", daemon=True)
 
-    def tick(self) -> None:
+    def tick(self, started: bool = True) -> None:
+        """Progress.  started=False: progress while the job is still starting up (it keeps the
+        start-up allowance, e.g. inputs hashed before the pipeline's workers have started)."""
         self._last = time.monotonic()
-        self._ticked = True
+        if started:
+            self._ticked = True
 
     def _watch(self) -> None:
         while not self._done.wait(min(5.0, self.stall_s / 4)):
