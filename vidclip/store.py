@@ -20,6 +20,7 @@ Search only returns rows whose video is "ok", so a crash at any point leaves not
 from __future__ import annotations
 
 import json
+import logging
 import os
 from contextlib import contextmanager
 from datetime import timedelta
@@ -32,7 +33,9 @@ import pyarrow as pa
 from vidclip.errors import QueryError, StoreError, StoreMismatchError
 from vidclip.exact import ExactIndex, VideoDirectory
 
+log = logging.getLogger("vidclip")
 SCHEMA_VERSION = 1
+_CREATED = frozenset({"meta", "videos", "sources"})  # the tables a new store is created with
 OK, FAILED, PENDING = "ok", "failed", "pending"
 
 VIDEO_SCHEMA = pa.schema(
@@ -208,6 +211,17 @@ class Store:
         except (OSError, ValueError, RuntimeError) as exc:
             raise StoreError(f"{uri}: cannot open store ({' '.join(str(exc).split())[:200]})") from None
         store = cls(db, uri)
+        if "meta" in names and store._unfinished(names):
+            # Creation was interrupted (a kill, a full disk) before its final commit, the schema row:
+            # the tables hold nothing, so the next writer clears them and creates the store again.
+            if not create:
+                raise StoreError(f"{uri}: an unfinished store (its creation was interrupted); "
+                                 f"the next 'vidclip ingest ... --db {uri}' finishes it")
+            log.warning("%s: finishing a store whose creation was interrupted", uri)
+            for name in sorted(names & _CREATED):
+                db.drop_table(name)
+            store._tables.clear()
+            names -= _CREATED
         if "meta" not in names:
             if not create:
                 raise StoreError(f"{uri}: not a vidclip store (no 'meta' table)")
@@ -217,14 +231,33 @@ class Store:
                 db.create_table("meta", schema=META_SCHEMA)
                 db.create_table("videos", schema=VIDEO_SCHEMA)
                 db.create_table("sources", schema=SOURCE_SCHEMA)
+                # The schema row is the store's last creation commit: without it, the store is unfinished.
+                store.set_meta({"schema_version": SCHEMA_VERSION})
             except (OSError, ValueError, RuntimeError) as exc:
-                raise StoreError(f"{uri}: cannot create store ({' '.join(str(exc).split())[:200]})") from None
-            store.set_meta({"schema_version": SCHEMA_VERSION})
+                raise StoreError(f"{uri}: cannot create store ({' '.join(str(exc).split())[:200]}); "
+                                 "once the cause is fixed, the next ingest finishes it") from None
         version = store.meta.get("schema_version")
         if version != SCHEMA_VERSION:
             raise StoreError(f"{uri}: store schema version {version} is not supported (expected {SCHEMA_VERSION})")
         store._add_missing_video_columns()
         return store
+
+    def _unfinished(self, names: set) -> bool:
+        """True when the store's creation never reached its schema row and nothing was stored:
+        meta holds no schema row (or cannot be read), and videos and sources hold no rows."""
+        try:
+            if "schema_version" in self.meta:
+                return False
+        except Exception:  # noqa: BLE001 - a meta table cut short at creation cannot be opened
+            pass
+        for name in ("videos", "sources"):
+            if name in names:
+                try:
+                    if self._db.open_table(name).count_rows() > 0:
+                        return False
+                except Exception:  # noqa: BLE001 - cut short at creation: holds nothing either
+                    continue
+        return not (names - _CREATED)  # no vector table either: no ingest ever ran here
 
     def _add_missing_video_columns(self) -> None:
         """A store made before the promoted metadata columns existed gains them (as nulls)."""
