@@ -186,3 +186,19 @@ def test_prune_removes_videos_whose_files_are_gone(tmp_path, videos):
     uris = {h.uri for h in lib.search("x", k=100)}
     assert str(videos / "copy.mp4") in uris and str(videos / "vp9_256x144.webm") not in uris
     assert str(videos / "h264_320x240.mp4") not in uris
+
+
+def test_an_extreme_aspect_ratio_is_refused_before_it_is_decoded(tmp_path):
+    """A 16384x16 stripe would be resized to 229376x224 frames (147 MB each) for the model: refused
+    with its reason before decoding, while a 16:1 panorama is ingested."""
+    src = tmp_path / "in"
+    src.mkdir()
+    write_video(src / "stripe.mp4", VideoSpec(codec="h264", width=16384, height=16, duration_s=2.0, fps=4))
+    write_video(src / "tall.mp4", VideoSpec(codec="vp9", width=16, height=2048, duration_s=2.0, fps=4))
+    write_video(src / "panorama.mp4", VideoSpec(codec="h264", width=1024, height=64, duration_s=2.0, fps=4))
+    lib = vidclip.open(tmp_path / "db", model=TINY)
+    report = lib.ingest([src], SAMPLING, progress=False)
+    reasons = {f["uri"].rsplit("/", 1)[-1]: f["error"] for f in report.failures}
+    assert report.ok == 1 and set(reasons) == {"stripe.mp4", "tall.mp4"}, reasons
+    assert "aspect ratio 16384x16 is over 16:1" in reasons["stripe.mp4"] and "MB each" in reasons["stripe.mp4"]
+    assert "aspect ratio 16x2048 is over 16:1" in reasons["tall.mp4"]

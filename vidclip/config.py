@@ -78,6 +78,9 @@ class DecodeConfig:
 
     max_pixels: int = 7680 * 4320  # refuse declared resolutions over 8K before decoding
     chunk_frames: int = 32  # frames held at once per video while decoding
+    # Frames are resized at decode time so their short side fits the model; a 16384x16 stripe would
+    # become 229376x224 (147 MB per frame).  Refuse aspect ratios past this before decoding.
+    max_aspect: float = 16.0
     timeout_s: float = 120.0
     isolate: bool = True
     job: str = "vidclip.ingest:decode_job"
@@ -89,3 +92,5 @@ class DecodeConfig:
             raise InputError(f"--decode-timeout must be > 0, got {self.timeout_s}")
         if self.max_pixels < 1 or self.chunk_frames < 1:
             raise InputError("max_pixels and chunk_frames must be >= 1")
+        if not self.max_aspect >= 1:
+            raise InputError(f"max_aspect must be >= 1, got {self.max_aspect}")

@@ -149,7 +149,12 @@ def read_video(path: str, sampling: SamplingConfig, decode: DecodeConfig, size_f
     """Probe and plan one video; the returned reader decodes its sampled frames lazily."""
     pr = probe(path, decode.max_pixels)
     plan = plan_samples(pr.timeline, pr.info.duration_s, sampling, keyframes=pr.keyframes)
-    size = size_fn(*pr.info.display_size)
+    width, height = pr.info.display_size
+    if max(width, height) > decode.max_aspect * min(width, height):
+        w, h = size_fn(width, height)
+        raise MediaError(path, f"aspect ratio {width}x{height} is over {decode.max_aspect:g}:1 (frames resized for the "
+                               f"model would be {w}x{h}, {w * h * 3 / 1e6:.0f} MB each)")
+    size = size_fn(width, height)
     reader = SampleReader(path, pr, plan, size, chunk_frames=decode.chunk_frames)
     return VideoFacts(pr.info, plan, pr.timeline[plan.frame_index], pr.note), reader
 
