@@ -94,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True)
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("check", help="read every table; report damage per table and per video (--repair heals it)")
+    p.add_argument("--db", required=True)
+    p.add_argument("--repair", action="store_true",
+                   help="rebuild damaged tables from their readable rows; videos that lost rows are ingested again "
+                        "by the next ingest")
+    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true")
+
     learn_cli.add_parsers(sub)  # subparsers already build _Parser instances
     query_cli.add_parsers(sub)
     index_cli.add_parsers(sub)
@@ -280,6 +288,34 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from vidclip.integrity import check_store, repair_store
+    from vidclip.store import Store
+
+    store = Store.open(args.db, storage_options=_storage_options(args.storage_option))
+    report = check_store(store)
+    out: dict = {"check": report.to_dict()}
+    if not args.json:
+        for f in report.findings:
+            print(f"damaged: {f.line()}", flush=True)
+        print(f"checked {len(report.rows)} table(s), {report.ok_videos} ok video(s): "
+              + (f"{len(report.findings)} problem(s)" if report.damaged else "no damage"), flush=True)
+    if args.repair and report.damaged:
+        out["repair"] = repair_store(store, report)
+        out["after"] = check_store(store).to_dict()
+    if args.json:
+        print(json.dumps(out))
+    else:
+        if "repair" in out:
+            r = out["repair"]
+            print(f"repaired: rebuilt {', '.join(r['rebuilt_tables']) or 'no table'}; "
+                  f"{r['videos_to_reingest']} video(s) will be ingested again by the next ingest")
+        elif report.damaged:
+            print(f"run 'vidclip check --db {args.db} --repair' to heal it")
+    final = out.get("after", out["check"])
+    return 1 if final["damaged"] else 0
+
+
 def cmd_prune(args) -> int:
     lib = _open(args, create=False)
     result = lib.store.prune()
@@ -297,7 +333,8 @@ def cmd_demo(args) -> int:
 
 
 COMMANDS = {
-    "ingest": cmd_ingest, "search": cmd_search, "status": cmd_status, "prune": cmd_prune, "demo": cmd_demo,
+    "ingest": cmd_ingest, "search": cmd_search, "status": cmd_status, "check": cmd_check, "prune": cmd_prune,
+    "demo": cmd_demo,
     **learn_cli.COMMANDS,
     **query_cli.COMMANDS,
     **index_cli.COMMANDS,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
+from vidclip.integrity import quick_check
 from vidclip.config import DEFAULT_MODEL, DEFAULT_PRETRAINED, DecodeConfig, ModelConfig, SamplingConfig
 from vidclip.errors import InputError, QueryError, StoreMismatchError
 from vidclip.ingest import IngestReport
@@ -174,6 +175,7 @@ class Library:
         spec = self.store.meta.get("temporal") or {"name": DEFAULT_TEMPORAL}
         settings = {"sampling": sampling.to_dict(), "temporal": spec}
         self.store.check_settings(settings, record=False)  # cheap checks before the model loads
+        quick_check(self.store)  # never ingest "around" lost rows (their videos would be skipped as ok)
         # The writer lease before the model: a second writer is refused at once, and the model's
         # own record in the store (encoder -> _check_model) is written under the lease too.
         with self.store.writing("ingest"):
@@ -261,6 +263,7 @@ class Library:
             raise QueryError(f"text_weight must be a number in [0, 1], got {text_weight!r}")
         if hybrid and (text is None or not str(text).strip()):
             raise QueryError("hybrid search needs a text query")
+        quick_check(self.store)  # a damaged store is one line, never silently missing hits
         sql = combine_where(self.store, where, where_sql)
         query = self.embed_query(text=text, image=image, video=video, span=span, weights=weights)
         options = dict(where=sql, rerank=rerank, rerank_k=rerank_k, alpha=alpha, nprobes=nprobes, refine_factor=refine_factor)
@@ -391,6 +394,7 @@ class Library:
 
     # -- status -------------------------------------------------------------------------------------
     def status(self) -> dict:
+        quick_check(self.store)  # stale counts of a damaged store are refused, not shown
         meta = self.store.meta
         source = meta.get("model_source") or {}
         return {

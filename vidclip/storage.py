@@ -37,10 +37,10 @@ def describe_storage_failure(exc: BaseException, where: str | None) -> str | Non
     damage = _DAMAGE.search(raw)
     if damage:
         return (f"{where or 'the store'}: table {damage.group(1)!r} is damaged (one of its data files is missing or "
-                "truncated): restore the store from a backup, or ingest the videos again into a new store")
+                f"truncated): run 'vidclip check --db {where or 'DIR'} --repair'")
     if _TRUNCATED.search(raw):
         return (f"{where or 'the store'}: a data file of the store is truncated ({_TRUNCATED.search(raw).group(0)}): "
-                "restore the store from a backup, or ingest the videos again into a new store")
+                f"run 'vidclip check --db {where or 'DIR'} --repair'")
     text = raw.lower()
     code = getattr(exc, "errno", None)
     for keys, advice in _KNOWN:

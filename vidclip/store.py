@@ -188,6 +188,7 @@ class Store:
         self.exact = ExactIndex(SEARCH_COLUMNS)  # in-memory exact search (vidclip/exact.py)
         self.directory = VideoDirectory()  # in-memory video_id -> uri of ok videos (vidclip/exact.py)
         self._lease = None  # the writer lease, while this handle writes (vidclip/lease.py)
+        self._quick_checked = None  # table versions the last integrity quick check passed at
 
     # -- opening ----------------------------------------------------------------------------------
     @classmethod
@@ -370,6 +371,32 @@ class Store:
         for name in ["videos", "sources", *self.segment_tables()]:
             if self.has_table(name):
                 self.index_lookups(name)
+
+    @property
+    def expects_vectors(self) -> bool:
+        """True once an ingest recorded the model: frames, clips and video vectors must exist."""
+        return self.meta.get("model") is not None
+
+    def table_schema(self, name: str) -> pa.Schema:
+        """A per-video table's schema: from its manifest, or rebuilt from the model's dimension."""
+        if self.has_table(name):
+            try:
+                return self.table(name).schema
+            except Exception:  # noqa: BLE001 - an unreadable manifest: rebuild the schema below
+                pass
+        dim = int(self.meta["model"]["dim"])
+        return frame_schema(dim) if name == "frames" else segment_schema(dim)
+
+    def replace_table(self, name: str, schema: pa.Schema, parts) -> None:
+        """Table `name` becomes exactly the rows of `parts` (Arrow tables, streamed), one commit."""
+        def batches():
+            for part in parts:
+                yield from part.cast(schema).to_batches()
+
+        self._tables.pop(name, None)
+        self._db.create_table(name, data=pa.RecordBatchReader.from_batches(schema, batches()), schema=schema,
+                              mode="overwrite")
+        self.index_lookups(name)
 
     def drop_table(self, name: str) -> None:
         if self.has_table(name):
