@@ -99,3 +99,21 @@ def test_keyframes_mode_without_flagged_keyframes_samples_the_fps_grid():
     assert not plan.keyframes_only and len(plan.frame_index) == 10
     with pytest.raises(InputError):
         SamplingConfig(mode="every-other")
+
+
+def test_a_long_video_goes_to_the_streaming_decoder_first(tmp_path, monkeypatch):
+    """decord's per-frame index grows the decode child's memory with a video's length; past
+    LONG_VIDEO_FRAMES PyAV (streaming) decodes first, and gives the same frames."""
+    from vidclip import decoder
+
+    path = str(tmp_path / "long.mp4")
+    write_video(path, VideoSpec(codec="h264", width=160, height=120, fps=25, duration_s=8.0, seed=5))
+    pr = probe(path, 1 << 40)
+    plan = plan_samples(pr.timeline, pr.info.duration_s, SamplingConfig(fps=1.0))
+    assert preferred_decoders(plan, pr) == (DECORD, PYAV)  # 200 frames: decord first
+    monkeypatch.setattr(decoder, "LONG_VIDEO_FRAMES", pr.info.n_frames - 1)  # this file now counts as long
+    assert preferred_decoders(plan, pr) == (PYAV, DECORD)
+    reader = SampleReader(path, pr, plan, (160, 120))
+    frames = _collect(reader)
+    assert reader.decoder == PYAV and reader.missing == 0
+    _assert_same(_collect(SampleReader(path, pr, plan, (160, 120), decoders=(DECORD,))), frames, tol=4.0)

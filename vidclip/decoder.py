@@ -34,6 +34,10 @@ PYAV = "pyav"
 # seeks (bench/decode.json, keyframes case, CPU-s): H.264 10-min 720p 0.73 vs 0.93, 60 s 720p 0.33
 # vs 0.59.  VP9 is the opposite (0.40 vs 0.04): decord seeks straight to each keyframe.
 SKIPS_NONKEY_FAST = frozenset({"h264"})
+# decord's reader keeps an index entry per frame: the decode child grew 127 -> 156 -> 171 MB for a
+# 1, 20 and 40 min 160x120 video, PyAV's streaming reader 112 -> 123 -> 126 MB.  Past this many
+# frames (30 min at 30 fps) PyAV goes first, so the child's memory stays flat for any length.
+LONG_VIDEO_FRAMES = 54_000
 
 
 def preferred_decoders(plan: SamplePlan, probe: Probe) -> tuple[str, ...]:
@@ -41,8 +45,11 @@ def preferred_decoders(plan: SamplePlan, probe: Probe) -> tuple[str, ...]:
     `vidclip bench decode` (bench/decode.json): decord is faster when many frames are decoded
     (every frame of a 10-min 720p H.264: 32.8 vs 41.1 CPU-s) and on par for sparse picks
     (uniform-12: 1.76 vs 1.65 with PyAV seeking), so it stays first; a keyframes-only plan on H.264
-    goes to PyAV first, whose codec skips non-key frames."""
+    goes to PyAV first, whose codec skips non-key frames; so does a long video (LONG_VIDEO_FRAMES),
+    whose decord index would grow the decode child's memory with its length."""
     if plan.keyframes_only and probe.info.codec in SKIPS_NONKEY_FAST:
+        return (PYAV, DECORD)
+    if probe.info.n_frames > LONG_VIDEO_FRAMES:
         return (PYAV, DECORD)
     return (DECORD, PYAV)
 
