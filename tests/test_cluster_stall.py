@@ -52,8 +52,34 @@ def two_nodes(tmp_path, cli_env):
         os.killpg(worker.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    _ray(["stop", "--force"], env)
+    _kill_cluster(env["RAY_AUTH_TOKEN"], tmp)  # never `ray stop`: it would end every Ray cluster on the machine
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _kill_cluster(token: str, tmp: str) -> None:
+    """SIGKILL every process of this test's cluster, found by its auth token in the environment
+    (the head, the second node) or by its temp dir in the command line or an open file (the agents
+    and workers, whose command lines and environments Ray rewrites)."""
+    mark = f"RAY_AUTH_TOKEN={token}".encode()
+
+    def ours(pid: str) -> bool:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                if mark in fh.read().split(b"\0"):
+                    return True
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if tmp.encode() in fh.read():
+                    return True
+            return any(os.readlink(f"/proc/{pid}/fd/{fd}").startswith(tmp) for fd in os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            return False
+
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and int(pid) != os.getpid() and ours(pid):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def _node_count(address, env) -> int:
