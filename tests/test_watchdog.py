@@ -66,6 +66,27 @@ def test_start_up_allowance_ends_when_the_job_stops_starting():
     assert "waiting for a lost node" in dog.message
 
 
+def test_questions_that_never_answer_do_not_silence_the_watchdog(monkeypatch):
+    """A cluster that stops answering: asking whether the job is still starting, or what it waits
+    for, blocks for good (seen with ray.nodes() in a loaded two-node run).  The watchdog still fires."""
+    import threading
+
+    from vidclip import watchdog
+
+    monkeypatch.setattr(watchdog, "ASK_S", 1.0)
+    never = threading.Event()
+
+    def blocks():
+        never.wait()
+
+    t0 = time.monotonic()
+    with StallWatchdog(1.0, blocks, lambda: "nothing", first_s=600.0, starting=blocks) as dog:
+        with pytest.raises(KeyboardInterrupt):
+            threading.Event().wait(60)
+    assert time.monotonic() - t0 < 60  # not the 600 s start-up allowance, not forever
+    assert "waiting for unknown (no answer within 1s)" in dog.message
+
+
 def test_watchdog_stays_quiet_while_there_is_progress():
     with StallWatchdog(20.0, lambda: "x", lambda: "y") as dog:
         for _ in range(50):

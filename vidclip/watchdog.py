@@ -18,6 +18,26 @@ from typing import Callable
 from vidclip.errors import StallError
 
 DEFAULT_STALL_S = 300.0
+# The watchdog's own questions (is the job still starting? what does it wait for?) may go to a
+# cluster that no longer answers: a call into Ray from this thread was seen blocking for good while
+# the main thread waited in Ray Data.  Each question gets this long, on a thread of its own.
+ASK_S = 10.0
+
+
+def _ask(question: Callable[[], object], timeout_s: float):
+    """question()'s answer, or a string saying why there is none (it failed or did not answer in time)."""
+    box: list = []
+
+    def run() -> None:
+        try:
+            box.append(question())
+        except Exception as exc:  # noqa: BLE001 - the diagnosis itself may fail (a lost cluster): say so
+            box.append(f"unknown ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})")
+
+    t = threading.Thread(target=run, name="vidclip-watchdog-ask", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    return box[0] if box else f"unknown (no answer within {timeout_s:.0f}s)"
 
 
 class StallWatchdog:
@@ -51,10 +71,7 @@ class StallWatchdog:
             idle = time.monotonic() - self._last
             if idle < self.stall_s or (idle < self._allowance() and self._still_starting()):
                 continue
-            try:
-                waiting = self._diagnose()
-            except Exception as exc:  # the diagnosis itself may fail (a lost cluster): say so
-                waiting = f"unknown ({type(exc).__name__}: {exc})"
+            waiting = _ask(self._diagnose, ASK_S)
             message = (
                 f"no progress for {idle:.0f}s, waiting for {waiting}; {self._committed()} "
                 "committed and kept; rerun the same command to resume"
@@ -74,10 +91,8 @@ class StallWatchdog:
     def _still_starting(self) -> bool:
         if self._starting is None:
             return True
-        try:
-            return bool(self._starting())
-        except Exception:  # noqa: BLE001 - a cluster that cannot answer is not starting up
-            return False
+        answer = _ask(self._starting, ASK_S)
+        return answer is True  # False, an error or no answer (a cluster that cannot answer): not starting
 
     def raise_if_stalled(self) -> None:
         """Call from the `except KeyboardInterrupt` of the runner's main loop."""
