@@ -115,7 +115,7 @@ def test_losing_a_node_is_one_line_not_a_silent_hang(tmp_path, two_nodes, videos
         assert "from the Ray pipeline" in line
         print("outcome: stall reported:", line)
     else:
-        assert job.returncode == 0, err[-3000:]
+        assert job.returncode == 0, err[-30000:]  # a hang: every thread's stack (faulthandler)
         ok, failed = map(int, out.split("REPORT ", 1)[1].split()[:2])
         assert ok + failed == len(list(videos.iterdir())), out
         print("outcome: recovered:", out.strip())
