@@ -136,3 +136,16 @@ def test_a_damaged_videos_table_is_not_repaired_blindly(clean, tmp_path, cli_env
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and "cannot be re-derived" in lines[0], proc.stderr
     assert "damaged: table 'videos'" in proc.stdout
+
+
+def test_a_store_cut_short_before_its_first_rows_is_not_damaged(tmp_path, video_dir):
+    """The model is recorded before the first ingest creates the vector tables: a kill in between
+    leaves no table that any ok video needs, so nothing is refused."""
+    db = tmp_path / "db"
+    lib = vidclip.open(db, model=TINY)
+    lib.encoder  # records the model in the store
+    store = Store.open(str(db))
+    assert store.expects_vectors and not store.has_table("frames")
+    quick_check(store)
+    assert not check_store(store).damaged
+    assert vidclip.open(db, model=TINY).ingest([video_dir], SAMPLING, progress=False).ok >= 4

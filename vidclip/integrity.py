@@ -71,9 +71,13 @@ def check_store(store: Store) -> CheckReport:
     report = CheckReport()
     counts: dict[str, Counter] = {}
     unreadable: set[str] = set()
+    missing: list[str] = []  # per-video tables that are gone (damage only if ok videos need them)
     for name in (*_KEPT, *_per_video_tables(store)):
         if not store.has_table(name):
-            report.findings.append(Finding(name, "the table is missing"))
+            if name in _KEPT:
+                report.findings.append(Finding(name, "the table is missing"))
+            else:
+                missing.append(name)
             unreadable.add(name)
             continue
         per_video = name not in _KEPT
@@ -95,6 +99,8 @@ def check_store(store: Store) -> CheckReport:
         return report
     videos = _ok_videos(store)
     report.ok_videos = len(videos)
+    if videos:
+        report.findings += [Finding(name, "the table is missing") for name in missing]
     if not store.expects_vectors:
         return report
     seg = store.segments
@@ -164,10 +170,7 @@ def quick_check(store: Store) -> None:
     seg = store.segments
     names = ("videos", "frames", seg["clip"], seg["video"])
     try:
-        missing = [n for n in names[1:] if not store.has_table(n)]
-        if missing:
-            raise StoreError(_damaged(store, missing[0], "is missing"))
-        versions = tuple(store.table(n).version for n in names)
+        versions = tuple(store.table(n).version if store.has_table(n) else None for n in names)
         if store._quick_checked == versions:
             return
         ok = (store.table("videos").search().where(f"status = {sql_str(OK)}").select(["n_frames", "n_clips"])
@@ -175,6 +178,10 @@ def quick_check(store: Store) -> None:
         want = {"frames": sum(x or 0 for x in ok.column("n_frames").to_pylist()),
                 seg["clip"]: sum(x or 0 for x in ok.column("n_clips").to_pylist()), seg["video"]: ok.num_rows}
         for name, n in want.items():
+            if not store.has_table(name):
+                if n:  # rows were committed to it: the table was lost (a store cut short before it is fine)
+                    raise StoreError(_damaged(store, name, "is missing"))
+                continue
             have = store.table(name).count_rows()
             if have < n:
                 raise StoreError(_damaged(store, name, f"holds {have} row(s), but the ok videos say {n}"))
