@@ -58,3 +58,31 @@ def test_decode_cases_read_the_planned_frames(tmp_path):
             for c, w in (("full", 4.0), ("uniform12", 1.0), ("fps1", 2.0), ("keyframes", 0.5))]
     s = bench_decode.summarize(rows)["v"]
     assert s["uniform12"]["speedup_cpu_vs_full"] == 4.0 and s["keyframes"]["speedup_wall_vs_full"] == 8.0
+
+
+def test_gpu_bench_corpus_copies_are_distinct_files_with_the_same_frames(tmp_path):
+    from pipelines import bench_gpu
+    from vidclip.manifest import content_id
+
+    paths = bench_gpu.make_corpus(tmp_path, n=3, duration_s=1.0, bases=2, log=lambda *_: None)
+    assert len(paths) == 3 and paths[2].name.startswith("copy0002_")
+    assert len({content_id(str(p)) for p in paths}) == 3  # distinct bytes: distinct video ids
+    a, b = probe(str(paths[0]), 1 << 40), probe(str(paths[2]), 1 << 40)  # copy 2 remuxes base 0
+    np.testing.assert_allclose(a.timeline, b.timeline)
+    assert a.info.n_frames == b.info.n_frames == 30
+
+
+def test_gpu_bench_derives_decode_cores_per_gpu():
+    from pipelines import bench_gpu
+
+    result = {
+        "encode": [{"model": "ViT-B-32", "variant": "bf16", "batch_size": 256, "e2e_images_per_s": 8000.0},
+                   {"model": "ViT-B-32", "variant": "bf16", "batch_size": 512, "e2e_images_per_s": 10000.0},
+                   {"model": "ViT-B-32", "variant": "fp16", "batch_size": 512, "e2e_images_per_s": 99999.0}],
+        "decode": [{"workers": 1, "per_worker_frames_per_s": 20.0, "children_cpu_s": 10.0, "sampled_frames": 200},
+                   {"workers": 15, "per_worker_frames_per_s": 12.5, "children_cpu_s": 70.0, "sampled_frames": 1000}],
+    }
+    d = bench_gpu.derive(result, "ViT-B-32", 256)
+    assert d["encode_e2e_images_per_s"] == 10000.0 and d["at_batch"] == 512  # bf16 only, best batch
+    assert d["decode_processes_per_gpu"] == 800.0  # 10,000 / 12.5 (the widest decode run)
+    assert abs(d["decode_cores_per_gpu"] - 700.0) < 1e-9  # 10,000 x 70 / 1000 CPU-s per frame
