@@ -131,6 +131,11 @@ from pipelines.options import JobOptions
 from vidclip.committer import CommitPolicy
 from vidclip.config import DecodeConfig
 from vidclip.errors import StallError
+import pipelines.ingest_job
+# The start-up allowance ends when Ray reports the node lost; in 2 of 4 loaded full runs that never
+# happened within 600 s (the job waited in Ray Data with no lost node reported), so the test caps
+# the allowance itself: it checks that the stall is reported, not how long start-up may take.
+pipelines.ingest_job.RAY_START_S = 60.0
 
 lib = vidclip.open({db!r}, model=TINY)
 try:
