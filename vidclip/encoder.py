@@ -277,6 +277,9 @@ class Encoder:
         self.batch_size = int(batch_size)
         # On CUDA the towers run under autocast: bf16 where supported, else fp16 (None: fp32).
         self.cuda_autocast: torch.dtype | None = None
+        # Two pinned host buffers for CUDA uploads, used in turn: (buffer, event of its last copy).
+        self._staging: list[tuple[torch.Tensor, "torch.cuda.Event"] | None] = [None, None]
+        self._staging_turn = 1
         if device.type == "cuda":
             self.cuda_autocast = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         pp_cfg = PreprocessCfg(**get_model_preprocess_cfg(model))
@@ -349,9 +352,8 @@ class Encoder:
             return torch.stack(part) if isinstance(part[0], torch.Tensor) else torch.from_numpy(np.stack(part))
         h, w = part[0].shape[:2]
         n = len(part) * h * w * 3
-        k = self._staging_turn = 1 - getattr(self, "_staging_turn", 1)
-        staging = getattr(self, "_staging", [None, None])
-        self._staging = staging
+        k = self._staging_turn = 1 - self._staging_turn
+        staging = self._staging
         if staging[k] is None or staging[k][0].numel() < n:
             staging[k] = (torch.empty(n, dtype=torch.uint8, pin_memory=True), torch.cuda.Event())
         else:
