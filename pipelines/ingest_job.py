@@ -20,13 +20,13 @@ from typing import Iterable
 
 import numpy as np
 
-from vidclip.committer import CommitPolicy, Committer
+from vidclip.ingest.committer import CommitPolicy, Committer
 from vidclip.config import DecodeConfig, ModelConfig, SamplingConfig
 from vidclip.errors import MediaError
-from vidclip.geometry import FrameGeometry
-from vidclip.ingest import Failure, IngestReport, Skip, Work, finish_video, triage
-from vidclip.store import Store
-from vidclip.watchdog import DEFAULT_STALL_S, StallWatchdog
+from vidclip.ingest.geometry import FrameGeometry
+from vidclip.ingest.video import Failure, IngestReport, Skip, Work, finish_video, triage
+from vidclip.store.store import Store
+from vidclip.ingest.watchdog import DEFAULT_STALL_S, StallWatchdog
 
 from pipelines.cluster import ray_session
 from pipelines.options import JobOptions

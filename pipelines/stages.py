@@ -15,7 +15,7 @@ import numpy as np
 
 from vidclip.config import DecodeConfig, ModelConfig, SamplingConfig
 from vidclip.errors import MediaError
-from vidclip.sandbox import CHUNK, DONE, FACTS, make_decoder
+from vidclip.ingest.sandbox import CHUNK, DONE, FACTS, make_decoder
 
 FRAME, END, ERROR = "frame", "done", "error"
 
@@ -56,7 +56,7 @@ class EncodeActor:
     """map_batches stage on actors: the model is built inside the worker, never pickled."""
 
     def __init__(self, model: ModelConfig, batch_size: int):
-        from vidclip.encoder import Encoder
+        from vidclip.model.encoder import Encoder
 
         self.encoder = Encoder.load(model, batch_size=batch_size)
 
@@ -82,6 +82,6 @@ class EncodeActor:
 
 
 def hash_chunk(uris: list[str]) -> dict[str, str]:
-    from vidclip.ingest import hash_files
+    from vidclip.ingest.video import hash_files
 
     return hash_files(uris)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vidclip.config import ModelConfig, SamplingConfig
-from vidclip.synth import VideoSpec, write_video
+from vidclip.samples.synth import VideoSpec, write_video
 
 TINY_CONFIG = str(Path(__file__).parent / "models" / "vidclip-tiny.json")
 TINY = ModelConfig(name="vidclip-tiny", pretrained="none", config_path=TINY_CONFIG)

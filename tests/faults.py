@@ -9,7 +9,7 @@ import os
 import signal
 import time
 
-from vidclip.ingest import decode_job as real_decode_job
+from vidclip.ingest.video import decode_job as real_decode_job
 
 
 def _meet(name: str) -> None:

@@ -5,9 +5,11 @@ import json
 
 import numpy as np
 
-from pipelines import bench_decode, corpus
-from vidclip import bench_cli
-from vidclip.probe import probe
+from benchmarks import decode as bench_decode
+
+from benchmarks import corpus
+from vidclip.cli import bench as bench_cli
+from vidclip.ingest.probe import probe
 
 
 def _parser():
@@ -61,8 +63,8 @@ def test_decode_cases_read_the_planned_frames(tmp_path):
 
 
 def test_gpu_bench_corpus_copies_are_distinct_files_with_the_same_frames(tmp_path):
-    from pipelines import bench_gpu
-    from vidclip.manifest import content_id
+    from benchmarks import gpu as bench_gpu
+    from vidclip.ingest.manifest import content_id
 
     paths = bench_gpu.make_corpus(tmp_path, n=3, duration_s=1.0, bases=2, log=lambda *_: None)
     assert len(paths) == 3 and paths[2].name.startswith("copy0002_")
@@ -73,7 +75,7 @@ def test_gpu_bench_corpus_copies_are_distinct_files_with_the_same_frames(tmp_pat
 
 
 def test_gpu_bench_derives_decode_cores_per_gpu():
-    from pipelines import bench_gpu
+    from benchmarks import gpu as bench_gpu
 
     result = {
         "encode": [{"model": "ViT-B-32", "variant": "bf16", "batch_size": 256, "e2e_images_per_s": 8000.0},

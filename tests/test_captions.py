@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from vidclip import captions
+from vidclip.learn import captions
 from vidclip.errors import InputError
-from vidclip.store import OK, Batch, Store
+from vidclip.store.store import Batch, Store
+from vidclip.store.schema import OK
 
 
 def write_jsonl(path, rows):

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import LIBRARY_SPECS, TINY_CONFIG
-from vidclip.synth import draw_frame
+from vidclip.samples.synth import draw_frame
 
 TINY_ARGS = ["--model", "vidclip-tiny", "--pretrained", "none", "--model-config", TINY_CONFIG]
 

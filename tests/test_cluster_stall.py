@@ -128,7 +128,7 @@ sys.path.insert(0, {tests!r})
 import vidclip
 from conftest import SAMPLING, TINY
 from pipelines.options import JobOptions
-from vidclip.committer import CommitPolicy
+from vidclip.ingest.committer import CommitPolicy
 from vidclip.config import DecodeConfig
 from vidclip.errors import StallError
 import pipelines.ingest_job

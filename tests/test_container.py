@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from vidclip.synth import VideoSpec, write_video
+from vidclip.samples.synth import VideoSpec, write_video
 
 
 def _run(code: str, env: dict, timeout: float) -> subprocess.CompletedProcess:
@@ -24,9 +24,9 @@ def test_vidclip_never_installs_pyav_python_log_callback(tmp_path, cli_env):
     out = _run(
         f"""
         import av, numpy as np
-        from vidclip.probe import probe
-        from vidclip.decoder import PYAV, SampleReader
-        from vidclip.sampling import SamplePlan
+        from vidclip.ingest.probe import probe
+        from vidclip.ingest.decoder import PYAV, SampleReader
+        from vidclip.ingest.sampling import SamplePlan
         pr = probe({str(path)!r}, 10**8)
         idx = np.arange(0, pr.info.n_frames, 5); plan = SamplePlan(frame_index=idx, clip_of=np.zeros_like(idx), clip_bounds=np.array([[0.0, 1e9]]))
         n = sum(len(c.position) for c in SampleReader({str(path)!r}, pr, plan, (64, 48), decoders=(PYAV,)).chunks())
@@ -83,10 +83,10 @@ import av
 # The worst case a host application can set up: PyAV's Python log callback installed (PyAV's own
 # docs recommend set_level during development; vidclip itself called it before the fix).
 av.logging.set_level(av.logging.ERROR)
-from vidclip import display
-from vidclip.decoder import PYAV, SampleReader
-from vidclip.probe import probe
-from vidclip.sampling import SamplePlan
+from vidclip.query import display
+from vidclip.ingest.decoder import PYAV, SampleReader
+from vidclip.ingest.probe import probe
+from vidclip.ingest.sampling import SamplePlan
 
 paths, iterations, seed = sys.argv[1].split(","), int(sys.argv[2]), int(sys.argv[3])
 rng = random.Random(seed)

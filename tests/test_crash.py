@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import SAMPLING, TINY
-from vidclip.synth import VideoSpec, write_video
+from vidclip.samples.synth import VideoSpec, write_video
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -74,7 +74,7 @@ JOB = textwrap.dedent(
     import vidclip
     from conftest import SAMPLING, TINY
     from pipelines.options import JobOptions
-    from vidclip.committer import CommitPolicy
+    from vidclip.ingest.committer import CommitPolicy
     from vidclip.config import DecodeConfig
 
     lib = vidclip.open({db!r}, model=TINY)

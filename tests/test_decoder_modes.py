@@ -1,15 +1,15 @@
 """Seek-based sparse decoding and keyframes-only sampling give the same frames and times as
-decoding every frame (the benchmarks in pipelines/bench_decode.py measure their speed)."""
+decoding every frame (the benchmarks in benchmarks/decode.py measure their speed)."""
 
 import numpy as np
 import pytest
 
 from vidclip.config import SamplingConfig
-from vidclip.decoder import DECORD, PYAV, SampleReader, preferred_decoders
+from vidclip.ingest.decoder import DECORD, PYAV, SampleReader, preferred_decoders
 from vidclip.errors import InputError
-from vidclip.probe import probe
-from vidclip.sampling import plan_samples
-from vidclip.synth import VideoSpec, write_video
+from vidclip.ingest.probe import probe
+from vidclip.ingest.sampling import plan_samples
+from vidclip.samples.synth import VideoSpec, write_video
 
 BUDGET = 7680 * 4320
 SIZE = (160, 120)
@@ -104,7 +104,7 @@ def test_keyframes_mode_without_flagged_keyframes_samples_the_fps_grid():
 def test_a_long_video_goes_to_the_streaming_decoder_first(tmp_path, monkeypatch):
     """decord's per-frame index grows the decode child's memory with a video's length; past
     LONG_VIDEO_FRAMES PyAV (streaming) decodes first, and gives the same frames."""
-    from vidclip import decoder
+    from vidclip.ingest import decoder
 
     path = str(tmp_path / "long.mp4")
     write_video(path, VideoSpec(codec="h264", width=160, height=120, fps=25, duration_s=8.0, seed=5))

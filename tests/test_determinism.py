@@ -9,7 +9,7 @@ import pytest
 import vidclip
 from conftest import SAMPLING, TINY
 from test_crash import row_set
-from vidclip.synth import VideoSpec, write_video
+from vidclip.samples.synth import VideoSpec, write_video
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""vidclip.display.render_hits on real ingested hits (tiny model) and on hand-made hits."""
+"""vidclip.query.display.render_hits on real ingested hits (tiny model) and on hand-made hits."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from PIL import Image
 
 import vidclip
 from conftest import LIBRARY_SPECS, SAMPLING, TINY
-from vidclip import display
-from vidclip.display import format_time, relative_url, render_hits
-from vidclip.synth import draw_frame, write_not_a_video
+from vidclip.query import display
+from vidclip.query.display import format_time, relative_url, render_hits
+from vidclip.samples.synth import draw_frame, write_not_a_video
 
 IMG = re.compile(r'<img src="data:image/jpeg;base64,([^"]+)"')
 VIDEO_SRC = re.compile(r'<video controls preload="none" src="([^"]+)"')
@@ -96,7 +96,7 @@ def test_nearest_frame_one_open_per_video(video_dir, monkeypatch):
 
 
 def test_far_apart_targets_seek(tmp_path, monkeypatch):
-    from vidclip.synth import VideoSpec, write_video
+    from vidclip.samples.synth import VideoSpec, write_video
 
     spec = VideoSpec(duration_s=12.0, scene_seconds=2.0, seed=7, gop=10)
     path = write_video(tmp_path / "long.mp4", spec)

@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 
-from vidclip import weights
+from vidclip.model import weights
 from vidclip.config import ModelConfig
-from vidclip.encoder import Encoder, ModelIdentity, TensorPreprocess
+from vidclip.model.encoder import Encoder, ModelIdentity, TensorPreprocess
 from vidclip.errors import InputError, ModelError, UnsafeCheckpointError, WeightsUnavailableError
 
 TINY_JSON = Path(__file__).parent / "models" / "vidclip-tiny.json"
@@ -208,7 +208,7 @@ def test_random_weights_are_seeded_and_fingerprinted(tiny, frames, caplog):
     # and in a fresh process
     code = (
         "import sys, torch, numpy as np; sys.path.insert(0, sys.argv[1])\n"
-        "from vidclip.config import ModelConfig\nfrom vidclip.encoder import Encoder\n"
+        "from vidclip.config import ModelConfig\nfrom vidclip.model.encoder import Encoder\n"
         "e = Encoder.load(ModelConfig('vidclip-tiny', 'none', config_path=sys.argv[2], device='cpu', seed=0))\n"
         "z = e.encode_text(['a red car', 'two dogs'])\n"
         "print(e.identity.weights_sha256, z.numpy().tobytes().hex())\n"
@@ -481,7 +481,7 @@ def test_cuda_matches_cpu_reference(frames):
 def test_cuda_staging_keeps_every_frame_and_its_order():
     """Pinned double-buffered uploads and vectors held on the device across batches: every frame
     of many small mixed-size batches (more than _PENDING_BATCHES of them) gets its own vector."""
-    from vidclip import encoder as encoder_mod
+    from vidclip.model import encoder as encoder_mod
 
     sizes = [(320, 240), (240, 320), (64, 64), (1280, 720), (398, 224)]
     frames = [natural_frame(w, h, seed=100 + i) for i, (w, h) in enumerate(sizes * 8)]

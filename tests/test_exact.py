@@ -1,4 +1,4 @@
-"""vidclip.exact: the in-memory exact search returns what LanceDB's flat scan returns, follows new
+"""vidclip.store.exact: the in-memory exact search returns what LanceDB's flat scan returns, follows new
 commits, respects a video_id restriction and its memory budget; lookup indexes are kept up to date."""
 
 from __future__ import annotations
@@ -7,7 +7,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from vidclip.store import OK, VIDEO_SCHEMA, Store, segment_schema, vectors_array
+from vidclip.store.store import Store
+
+from vidclip.store.schema import OK, VIDEO_SCHEMA, segment_schema, vectors_array
 
 DIM = 32
 
@@ -136,7 +138,7 @@ def test_video_directory_follows_status_and_budget(store):
 
 
 def test_search_is_the_same_from_memory_and_from_lancedb(store):
-    from vidclip.search import search_vector
+    from vidclip.query.search import search_vector
 
     q = _unit(1, 21)[0]
     fast = search_vector(store, q, k=10, moments=False)
@@ -150,8 +152,8 @@ def test_search_is_the_same_from_memory_and_from_lancedb(store):
 def test_moments_when_a_speculated_video_drops_out(store):
     """Frames for the top groups are fetched beside the videos lookup; a top video that turns out
     not to be ok is replaced, and its replacement still gets a moment from its own frames."""
-    from vidclip.search import search_vector
-    from vidclip.store import frame_schema
+    from vidclip.query.search import search_vector
+    from vidclip.store.schema import frame_schema
 
     clips = store.table("clips").to_arrow()
     n = clips.num_rows

@@ -1,4 +1,4 @@
-"""vidclip.filters: structured filters -> safe SQL, checked by running them on a real LanceDB table."""
+"""vidclip.store.filters: structured filters -> safe SQL, checked by running them on a real LanceDB table."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 
 from vidclip.errors import QueryError
-from vidclip.filters import build_where, escape_like
-from vidclip.store import VIDEO_SCHEMA
+from vidclip.store.filters import build_where, escape_like
+from vidclip.store.schema import VIDEO_SCHEMA
 
 ROWS = [
     {"video_id": "a", "uri": "/data/a/1.mp4", "codec": "h264", "duration_s": 12.0, "width": 640, "title": "x' OR 1=1 --",
@@ -88,8 +88,8 @@ def test_validation():
 
 def test_bad_raw_sql_is_a_query_error(tmp_path):
     """where_sql is trusted input, but a mistake in it is still one clear error, not a LanceDB traceback."""
-    from vidclip.filters import combine_where
-    from vidclip.store import Store
+    from vidclip.store.filters import combine_where
+    from vidclip.store.store import Store
 
     store = Store.open(str(tmp_path / "db"), create=True)
     store.table("videos").add(pa.Table.from_pylist(ROWS, schema=VIDEO_SCHEMA))

@@ -12,7 +12,7 @@ import pytest
 import vidclip
 from conftest import SAMPLING, TINY
 from vidclip.config import DecodeConfig
-from vidclip.synth import (
+from vidclip.samples.synth import (
     VideoSpec,
     draw_frame,
     frame_times,
@@ -136,8 +136,8 @@ def test_hostile_inputs_on_ray(tmp_path, hostile_dir):
 
 
 def test_path_that_disappears_between_listing_and_decoding(tmp_path, videos):
-    from vidclip.manifest import list_inputs
-    from vidclip.runner import run_in_process
+    from vidclip.ingest.manifest import list_inputs
+    from vidclip.ingest.runner import run_in_process
 
     import temporal
 

@@ -1,4 +1,4 @@
-"""vidclip.index: ANN index build, calibrated recall, rows added after indexing, exact below threshold."""
+"""vidclip.store.index: ANN index build, calibrated recall, rows added after indexing, exact below threshold."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from vidclip import index as vindex
-from vidclip.store import OK, VIDEO_SCHEMA, Store, segment_schema, vectors_array
+from vidclip.store import index as vindex
+from vidclip.store.store import Store
+from vidclip.store.schema import OK, VIDEO_SCHEMA, segment_schema, vectors_array
 
 DIM = 64
 
@@ -94,7 +95,7 @@ def test_forced_index_recall_and_new_rows(store):
 
 
 def test_cli_index_json(store, capsys):
-    from vidclip import index_cli
+    from vidclip.cli import index as index_cli
 
     parser = argparse.ArgumentParser()
     index_cli.add_parsers(parser.add_subparsers(dest="cmd"))

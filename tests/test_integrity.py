@@ -17,10 +17,10 @@ import pytest
 import vidclip
 from conftest import SAMPLING, TINY
 from test_crash import row_set
-from vidclip.committer import CommitPolicy
+from vidclip.ingest.committer import CommitPolicy
 from vidclip.errors import StoreError
-from vidclip.integrity import check_store, quick_check
-from vidclip.store import Store
+from vidclip.store.integrity import check_store, quick_check
+from vidclip.store.store import Store
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ import pytest
 import temporal
 import vidclip
 from conftest import LIBRARY_SPECS, SAMPLING, TINY, TINY_CONFIG
-from vidclip.store import Store
-from vidclip.synth import VideoSpec, write_video
+from vidclip.store.store import Store
+from vidclip.samples.synth import VideoSpec, write_video
 from test_training import expected_best_epoch
 
 TINY_ARGS = ["--model", "vidclip-tiny", "--pretrained", "none", "--model-config", TINY_CONFIG]

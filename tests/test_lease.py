@@ -1,4 +1,4 @@
-"""One writer at a time (vidclip/lease.py): a lease in the store, two real processes racing."""
+"""One writer at a time (vidclip/store/lease.py): a lease in the store, two real processes racing."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from conftest import LIBRARY_SPECS
 from test_cli import TINY_ARGS
 from test_crash import row_set
 from vidclip.errors import StoreBusyError
-from vidclip.lease import WriterLease
+from vidclip.store.lease import WriterLease
 
 
 def test_second_writer_is_refused_until_the_first_releases(tmp_path):
@@ -111,7 +111,7 @@ def test_a_crashed_writer_on_this_machine_is_seen_at_once(tmp_path, cli_env):
 
     code = (
         "import lancedb, sys, time\n"
-        "from vidclip.lease import WriterLease\n"
+        "from vidclip.store.lease import WriterLease\n"
         f"WriterLease(lancedb.connect({str(tmp_path / 'db')!r}), 'db', 'ingest', ttl_s=3600).acquire()\n"
         "print('held', flush=True)\n"
         "time.sleep(3600)\n"

@@ -11,7 +11,7 @@ import vidclip
 from conftest import LIBRARY_SPECS, SAMPLING, TINY
 from vidclip.config import ModelConfig, SamplingConfig
 from vidclip.errors import QueryError, StoreMismatchError
-from vidclip.synth import draw_frame
+from vidclip.samples.synth import draw_frame
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def test_query_errors_are_clear(ingested, tmp_path):
 
 
 def test_changed_content_at_same_path_replaces_old_rows(ingested):
-    from vidclip.synth import VideoSpec, write_video
+    from vidclip.samples.synth import VideoSpec, write_video
 
     lib, first, videos = ingested
     path = videos / "vp9_256x144.webm"
@@ -173,7 +173,7 @@ def test_changed_content_at_same_path_replaces_old_rows(ingested):
 
 def test_keyframes_mode_end_to_end(tmp_path):
     """mode="keyframes" samples only keyframes (here one every 1.5 s) and records the mode in the store."""
-    from vidclip.synth import VideoSpec, write_video
+    from vidclip.samples.synth import VideoSpec, write_video
 
     spec = VideoSpec(fps=10, duration_s=6.0, gop=15, seed=21, scene_seconds=2.0)
     path = write_video(tmp_path / "gop.mp4", spec)

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from vidclip.config import SamplingConfig
-from vidclip.decoder import DECORD, PYAV, SampleReader
+from vidclip.ingest.decoder import DECORD, PYAV, SampleReader
 from vidclip.errors import DecodeError, ProbeError
-from vidclip.probe import probe
-from vidclip.sampling import plan_samples
-from vidclip.synth import (
+from vidclip.ingest.probe import probe
+from vidclip.ingest.sampling import plan_samples
+from vidclip.samples.synth import (
     VideoSpec,
     draw_frame,
     frame_times,
@@ -159,7 +159,7 @@ def test_png_named_mp4_is_refused_as_still_image(tmp_path):
 
 
 def test_truncated_matroska_is_noted_not_silent(tmp_path):
-    from vidclip.synth import write_truncated
+    from vidclip.samples.synth import write_truncated
 
     spec = VideoSpec(codec="vp9", duration_s=6.0)
     path = write_truncated(tmp_path / "cut.webm", spec, fraction=0.5)

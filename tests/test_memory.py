@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from vidclip.synth import VideoSpec, write_video
+from vidclip.samples.synth import VideoSpec, write_video
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""vidclip.metrics against hand-computed similarity matrices (ties and multi-caption included)."""
+"""vidclip.learn.metrics against hand-computed similarity matrices (ties and multi-caption included)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from vidclip.metrics import dual_softmax, evaluate, ranks, retrieval_metrics
+from vidclip.learn.metrics import dual_softmax, evaluate, ranks, retrieval_metrics
 
 
 def _clip4clip_reference(x: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import pytest
 import vidclip
 from conftest import LIBRARY_SPECS, SAMPLING, TINY
 from vidclip.errors import QueryError
-from vidclip.synth import draw_frame
+from vidclip.samples.synth import draw_frame
 
 INJECTION = "x' OR 1=1 --"
 META = {
@@ -172,7 +172,7 @@ def test_classify_video_and_clip_level(lib):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     np.testing.assert_allclose(df["prob"], probs.max(axis=1))
     # against a direct computation: template-ensembled text vectors, logit scale, softmax
-    from vidclip.classify import label_vectors, logit_scale
+    from vidclip.query.classify import label_vectors, logit_scale
 
     text = label_vectors(lib.encoder, labels, ["a video of {}."])
     one = lib.classify(labels, templates=["a video of {}."], batch_size=2).to_arrow().to_pylist()
@@ -196,8 +196,8 @@ def test_classify_video_and_clip_level(lib):
 @pytest.mark.slow
 def test_rerank_benchmark_frame_max_beats_clip_vector(tmp_path):
     """A picture from one 1-second scene inside a 6-second clip: the clip vector dilutes it,
-    frame-level max finds it (pipelines/rerank_benchmark.py; larger run numbers in the README)."""
-    from pipelines.rerank_benchmark import run
+    frame-level max finds it (benchmarks/rerank.py; larger run numbers in docs/query.md)."""
+    from benchmarks.rerank import run
 
     result = run(tmp_path, TINY, n_videos=3, duration_s=6.0, clip_s=6.0)
     assert result["R@1 max"] == 100.0
@@ -207,7 +207,7 @@ def test_rerank_benchmark_frame_max_beats_clip_vector(tmp_path):
 def test_classify_cli_json(lib, capsys):
     import argparse
 
-    from vidclip import query_cli
+    from vidclip.cli import query as query_cli
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")

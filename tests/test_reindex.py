@@ -11,11 +11,11 @@ import torch
 import temporal
 import vidclip
 from conftest import LIBRARY_SPECS, SAMPLING, TINY
-from vidclip import reindex as reindex_module
+from vidclip.learn import reindex as reindex_module
 from vidclip.errors import StoreError, StoreMismatchError
-from vidclip.reindex import clip_members, reindex
-from vidclip.store import Store
-from vidclip.synth import VideoSpec, write_video
+from vidclip.learn.reindex import clip_members, reindex
+from vidclip.store.store import Store
+from vidclip.samples.synth import VideoSpec, write_video
 
 
 @pytest.fixture(scope="module")

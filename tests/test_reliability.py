@@ -17,7 +17,7 @@ import vidclip
 from conftest import SAMPLING, TINY
 from test_cli import TINY_ARGS, run
 from vidclip.config import DecodeConfig
-from vidclip.synth import VideoSpec, write_video
+from vidclip.samples.synth import VideoSpec, write_video
 
 
 def test_fifo_inputs_are_refused_before_opening(tmp_path, videos, cli_env):
@@ -40,7 +40,7 @@ def test_fifo_inputs_are_refused_before_opening(tmp_path, videos, cli_env):
 
 def test_probe_refuses_a_fifo(tmp_path):
     from vidclip.errors import ProbeError
-    from vidclip.probe import probe
+    from vidclip.ingest.probe import probe
 
     fifo = tmp_path / "x.mp4"
     os.mkfifo(fifo)

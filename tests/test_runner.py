@@ -1,4 +1,4 @@
-"""vidclip.runner: decode overlaps encode without changing results.  The model encodes what is
+"""vidclip.ingest.runner: decode overlaps encode without changing results.  The model encodes what is
 ready when the decoder falls behind (partial batches), runs full batches when it keeps up, and the
 prefetch queue never holds more than its frame budget."""
 
@@ -9,9 +9,9 @@ import pytest
 
 import vidclip
 from conftest import SAMPLING, TINY
-from vidclip import runner
+from vidclip.ingest import runner
 from vidclip.config import DecodeConfig
-from vidclip.synth import VideoSpec, write_video
+from vidclip.samples.synth import VideoSpec, write_video
 
 DEFAULT_PREFETCH = runner.PREFETCH_BATCHES
 
@@ -56,12 +56,12 @@ def test_prefetch_queue_respects_its_frame_budget(tmp_path, video_dir):
     import time
 
     from conftest import TINY as model
-    from vidclip.encoder import Encoder
-    from vidclip.geometry import FrameGeometry
-    from vidclip.ingest import triage
-    from vidclip.manifest import list_inputs
-    from vidclip.sandbox import make_decoder
-    from vidclip.store import Store
+    from vidclip.model.encoder import Encoder
+    from vidclip.ingest.geometry import FrameGeometry
+    from vidclip.ingest.video import triage
+    from vidclip.ingest.manifest import list_inputs
+    from vidclip.ingest.sandbox import make_decoder
+    from vidclip.store.store import Store
 
     store = Store.open(str(tmp_path / "db"), create=True)
     geometry = FrameGeometry.of_model(Encoder.load(model).model)

@@ -3,7 +3,7 @@ import pytest
 
 from vidclip.config import SamplingConfig
 from vidclip.errors import InputError
-from vidclip.sampling import cut_clips, plan_samples, select_for_clip
+from vidclip.ingest.sampling import cut_clips, plan_samples, select_for_clip
 
 
 def test_cut_clips_bounds_cover_video_and_absorb_short_tail():

@@ -8,7 +8,7 @@ import vidclip
 from conftest import SAMPLING, TINY
 from vidclip.config import DecodeConfig
 from vidclip.errors import DecodeError
-from vidclip.sandbox import DecodeSandbox
+from vidclip.ingest.sandbox import DecodeSandbox
 
 
 def test_hang_crash_and_abort_are_recorded_failures(tmp_path, videos):
@@ -37,7 +37,7 @@ def test_hang_crash_and_abort_are_recorded_failures(tmp_path, videos):
 
 def test_sandbox_survives_and_restarts(tmp_path, videos):
     from vidclip.config import SamplingConfig
-    from vidclip.geometry import FrameGeometry
+    from vidclip.ingest.geometry import FrameGeometry
 
     geometry = FrameGeometry(size=(64, 64))
     crash = tmp_path / "segv.mp4"
@@ -52,12 +52,12 @@ def test_sandbox_survives_and_restarts(tmp_path, videos):
 
 def test_stopping_midway_does_not_leak_into_the_next_job(tmp_path, videos):
     from vidclip.config import SamplingConfig
-    from vidclip.geometry import FrameGeometry
+    from vidclip.ingest.geometry import FrameGeometry
 
     geometry = FrameGeometry(size=(64, 64))
     args = (SamplingConfig(fps=4.0), DecodeConfig(chunk_frames=2), geometry)
     first, second = str(videos / "h264_320x240.mp4"), str(videos / "vp9_256x144.webm")
-    with DecodeSandbox("vidclip.ingest:decode_job", timeout_s=30) as box:
+    with DecodeSandbox("vidclip.ingest.video:decode_job", timeout_s=30) as box:
         stream = box.run(first, *args)
         assert next(stream)[0] == "facts"
         stream.close()  # stop after the first message, mid-video

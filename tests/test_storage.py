@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from test_cli import TINY_ARGS, run
-from vidclip.synth import VideoSpec, write_video
+from vidclip.samples.synth import VideoSpec, write_video
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ import vidclip
 from conftest import SAMPLING, TINY
 from test_cli import TINY_ARGS, run
 from vidclip.errors import StoreError
-from vidclip.store import META_SCHEMA, SOURCE_SCHEMA, VIDEO_SCHEMA, Store
+from vidclip.store.store import Store
+from vidclip.store.schema import META_SCHEMA, SOURCE_SCHEMA, VIDEO_SCHEMA
 
 
 def _cut_short(db_dir, steps: int) -> None:

@@ -1,4 +1,4 @@
-"""vidclip.synth writes real files: decode them back with PyAV and compare with the spec."""
+"""vidclip.samples.synth writes real files: decode them back with PyAV and compare with the spec."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import av
 import numpy as np
 import pytest
 
-from vidclip import synth
-from vidclip.synth import VideoSpec
+from vidclip.samples import synth
+from vidclip.samples.synth import VideoSpec
 
 SMALL = dict(width=160, height=120, fps=10.0, duration_s=2.0)
 

@@ -1,4 +1,4 @@
-"""Training (vidclip.training) and evaluation (vidclip.evaluation) on stored frame vectors."""
+"""Training (vidclip.learn.training) and evaluation (vidclip.learn.evaluation) on stored frame vectors."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import torch
 import temporal
 import vidclip
 from conftest import LIBRARY_SPECS, SAMPLING, TINY
-from pipelines.order_benchmark import OrderBenchmark, default_config, run
-from vidclip import captions
+from benchmarks.order import OrderBenchmark, default_config, run
+from vidclip.learn import captions
 from vidclip.errors import InputError, StoreMismatchError
-from vidclip.evaluation import DSL_NOTE, Examples, evaluate_store, frame_window, gather, read_frames
-from vidclip.metrics import evaluate
-from vidclip.sampling import select_for_clip
-from vidclip.training import TrainConfig, fit, split_by_video, train_store
+from vidclip.learn.evaluation import DSL_NOTE, Examples, evaluate_store, frame_window, gather, read_frames
+from vidclip.learn.metrics import evaluate
+from vidclip.ingest.sampling import select_for_clip
+from vidclip.learn.training import TrainConfig, fit, split_by_video, train_store
 
 
 @pytest.fixture(autouse=True)

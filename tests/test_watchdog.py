@@ -1,4 +1,4 @@
-"""No stall is silent (vidclip/watchdog.py): a job without progress fails with one line saying what
+"""No stall is silent (vidclip/ingest/watchdog.py): a job without progress fails with one line saying what
 it waited for and what it committed, and the next run resumes.  The stall is injected with the
 decode fault job (a decoder that never answers, its own timeout set longer than the stall's)."""
 
@@ -12,10 +12,10 @@ import pytest
 
 import vidclip
 from conftest import SAMPLING, TINY
-from vidclip.committer import CommitPolicy
+from vidclip.ingest.committer import CommitPolicy
 from vidclip.config import DecodeConfig
 from vidclip.errors import StallError
-from vidclip.watchdog import StallWatchdog
+from vidclip.ingest.watchdog import StallWatchdog
 
 STUCK = DecodeConfig(job="faults:decode_job", timeout_s=3600.0)
 
@@ -71,7 +71,7 @@ def test_questions_that_never_answer_do_not_silence_the_watchdog(monkeypatch):
     for, blocks for good (seen with ray.nodes() in a loaded two-node run).  The watchdog still fires."""
     import threading
 
-    from vidclip import watchdog
+    from vidclip.ingest import watchdog
 
     monkeypatch.setattr(watchdog, "ASK_S", 1.0)
     never = threading.Event()

@@ -17,9 +17,9 @@ from vidclip.errors import (
     VidclipError,
     WeightsUnavailableError,
 )
-from vidclip.ingest import IngestReport
+from vidclip.ingest.video import IngestReport
 from vidclip.library import Library, open
-from vidclip.search import Hit, Hits
+from vidclip.query.search import Hit, Hits
 
 __version__ = "0.1.0"
 

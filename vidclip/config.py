@@ -83,7 +83,7 @@ class DecodeConfig:
     max_aspect: float = 16.0
     timeout_s: float = 120.0
     isolate: bool = True
-    job: str = "vidclip.ingest:decode_job"
+    job: str = "vidclip.ingest.video:decode_job"
 
     def __post_init__(self) -> None:
         from vidclip.errors import InputError

@@ -49,7 +49,7 @@ class StoreError(VidclipError):
 
 
 class StoreBusyError(StoreError):
-    """Another process holds the store's writer lease (vidclip/lease.py)."""
+    """Another process holds the store's writer lease (vidclip/store/lease.py)."""
 
     def __init__(self, uri: str, reason: str):
         super().__init__(
@@ -65,7 +65,7 @@ class StoreMismatchError(StoreError):
 
 
 class StallError(VidclipError):
-    """A job made no progress for its stall timeout (vidclip/watchdog.py); what it committed stays."""
+    """A job made no progress for its stall timeout (vidclip/ingest/watchdog.py); what it committed stays."""
 
 
 class QueryError(VidclipError):

@@ -1,0 +1,33 @@
+"""`vidclip bench decode|encode|ingest|gpu`: the performance benchmarks (benchmarks/*.py).
+
+Wired into vidclip/cli/main.py with `add_parsers(sub)` and `COMMANDS`.  Each benchmark generates
+its corpus once into a cache directory (default ~/.cache/vidclip-bench, or $VIDCLIP_BENCH_CACHE)
+and writes a JSON result (machine, versions, every run, medians) to benchmarks/<name>.json.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_BENCHES = {
+    "decode": ("benchmarks.decode", "decord vs PyAV: full, sparse (seek vs decode-through), fps, keyframes, resize"),
+    "encode": ("benchmarks.encode", "image tower images/s on CPU: batch sizes, bf16, channels_last, threads, compile"),
+    "ingest": ("benchmarks.ingest", "end-to-end ingest vs decode-only + encode-only walls, peak memory"),
+    "gpu": ("benchmarks.gpu", "on a GPU: encoder images/s (bf16/fp16, compile), decode cores per GPU, ingest"),
+}
+
+
+def add_parsers(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="performance benchmarks on generated videos (results in benchmarks/*.json)")
+    which = p.add_subparsers(dest="bench", metavar="decode|encode|ingest|gpu")
+    which.required = True
+    for name, (module, help_text) in _BENCHES.items():
+        sp = which.add_parser(name, help=help_text)
+        importlib.import_module(module).add_arguments(sp)
+
+
+def cmd_bench(args) -> int:
+    return importlib.import_module(_BENCHES[args.bench][0]).cli(args)
+
+
+COMMANDS = {"bench": cmd_bench}

@@ -1,0 +1,101 @@
+"""`vidclip ingest` and `vidclip prune`: add videos to a store, forget files that are gone."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from vidclip.cli.arguments import add_model_args, open_library, positive_float, positive_int
+from vidclip.config import SAMPLING_MODES
+from vidclip.errors import InputError
+
+
+def add_parsers(sub) -> None:
+    """Add the ingest and prune subcommands."""
+    p = sub.add_parser("ingest", help="add videos (files or folders, recursively) to a store")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--db", required=True, help="store directory (created if missing)")
+    add_model_args(p)
+    p.add_argument("--sampling", choices=SAMPLING_MODES,
+                   help="fps: frames at --fps; uniform: --max-frames per clip; keyframes: the keyframe at or "
+                   "before each 1/fps target only (fastest, for very large libraries)")
+    p.add_argument("--fps", type=positive_float, help="sampled frames per second (default 1)")
+    p.add_argument("--clip-seconds", type=positive_float, help="clip length in seconds (default 10)")
+    p.add_argument("--max-frames", type=positive_int, help="frames per clip fed to the temporal module (default 12)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="frames per encoder forward pass")
+    p.add_argument("--retry-failed", action="store_true", help="decode again files recorded as failed")
+    p.add_argument("--decode-timeout", type=positive_float, default=120.0,
+                   help="kill a video's decoder after this many seconds without progress (default 120)")
+    p.add_argument("--stall-timeout", type=positive_float, default=300.0, metavar="SECONDS",
+                   help="fail with one line (keeping what was committed) when the job makes no progress "
+                        "for this long (default 300)")
+    p.add_argument("--max-pixels", type=positive_int, default=7680 * 4320,
+                   help="refuse videos whose declared resolution exceeds this many pixels (default 8K)")
+    p.add_argument("--commit-videos", type=positive_int, default=64,
+                   help="videos per bulk commit to the store (default 64)")
+    p.add_argument("--local", action="store_true", help="run in this process instead of on Ray (debugging)")
+    p.add_argument("--ray-address", help="join an existing Ray cluster (default: start a local one, loopback only)")
+    p.add_argument("--decode-workers", type=positive_int,
+                   help="videos decoded at once: Ray tasks (default: CPUs - 1), or with --local decode "
+                        "child processes feeding this process's encoder (default 1)")
+    p.add_argument("--encode-actors", type=positive_int, help="encoder actors on Ray (default: one per GPU, else 1)")
+    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="LanceDB storage option for an object-store --db (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
+    p = sub.add_parser("prune", help="forget files that no longer exist and delete their videos")
+    p.add_argument("--db", required=True)
+    p.add_argument("--json", action="store_true")
+
+
+def cmd_ingest(args) -> int:
+    from vidclip.config import DecodeConfig, SamplingConfig
+
+    missing = [p for p in args.paths if not os.path.exists(p)]
+    if missing:
+        raise InputError(f"{missing[0]}: no such file or directory")
+    lib = open_library(args, create=True)
+    sampling = None
+    given = {k: v for k, v in (("mode", args.sampling), ("fps", args.fps), ("clip_seconds", args.clip_seconds), ("max_frames", args.max_frames)) if v is not None}
+    if given:
+        recorded = lib.store.meta.get("sampling") or {}
+        sampling = SamplingConfig(**{**recorded, **given})
+    decode = DecodeConfig(timeout_s=args.decode_timeout, max_pixels=args.max_pixels)
+    ray = False
+    if not args.local:
+        from pipelines.options import JobOptions
+
+        ray = JobOptions(
+            ray_address=args.ray_address, decode_workers=args.decode_workers,
+            encode_actors=args.encode_actors, batch_size=args.batch_size,
+        )
+    from vidclip.ingest.committer import CommitPolicy
+
+    report = lib.ingest(
+        args.paths, sampling, decode=decode, batch_size=args.batch_size, retry_failed=args.retry_failed,
+        progress=not args.json, ray=ray, commit=CommitPolicy(max_videos=args.commit_videos),
+        stall_s=args.stall_timeout, decode_workers=(args.decode_workers or 1) if args.local else 1,
+    )
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print(
+            f"ingested {report.ok} video(s), {report.failed} failed, {report.skipped} skipped: "
+            f"{report.frames} frames, {report.clips} clips in {report.seconds:.1f}s"
+        )
+        for failure in report.failures:
+            print(f"  failed: {failure['uri']}: {failure['error']}")
+    return 0
+
+
+def cmd_prune(args) -> int:
+    lib = open_library(args, create=False)
+    result = lib.store.prune()
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"removed {result['removed_uris']} missing file(s) and {result['removed_videos']} video(s)")
+    return 0
+
+
+COMMANDS = {"ingest": cmd_ingest, "prune": cmd_prune}

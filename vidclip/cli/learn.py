@@ -1,0 +1,115 @@
+"""`vidclip train`, `vidclip eval` and `vidclip reindex`: learning a temporal module from stored frames.
+
+Wired into vidclip/cli/main.py with `add_parsers(sub)` and `COMMANDS`.  Heavy imports (torch,
+lancedb) happen inside the commands, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+
+from vidclip.cli.arguments import fraction as _fraction
+from vidclip.cli.arguments import positive_float as _positive_float
+from vidclip.cli.arguments import positive_int as _positive_int
+
+
+def add_parsers(subparsers) -> None:
+    """Add the train, eval and reindex subcommands (`subparsers` already carries the parser class)."""
+    p = subparsers.add_parser("train", help="train a temporal module on captions and the store's frame vectors")
+    p.add_argument("--db", required=True, help="store directory")
+    p.add_argument("--captions", required=True, metavar="FILE",
+                   help="captions: .jsonl/.json/.csv rows of video, caption[, start_s, end_s], or MSR-VTT files")
+    p.add_argument("--out", required=True, metavar="DIR", help="checkpoint directory to write (config, weights, metrics.json)")
+    p.add_argument("--temporal", choices=["seq_transformer", "seq_lstm"], default="seq_transformer")
+    p.add_argument("--epochs", type=_positive_int, default=5)
+    p.add_argument("--lr", type=_positive_float, default=1e-4)
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="captions per step (default 128)")
+    p.add_argument("--val-fraction", type=_fraction, default=0.1, help="share of videos held out (default 0.1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-missing", action="store_true", help="skip captions of videos not in the store")
+    p.add_argument("--device", default="cpu",
+                   help="where the CLIP text tower and the module run: cpu (default, bit-for-bit reproducible), cuda, auto")
+    p.add_argument("--json", action="store_true", help="print the training report (metrics.json) as JSON")
+
+    p = subparsers.add_parser("eval", help="text<->video retrieval metrics (CLIP4Clip protocol) on captions")
+    p.add_argument("--db", required=True, help="store directory")
+    p.add_argument("--captions", required=True, metavar="FILE", help="captions (same formats as train)")
+    p.add_argument("--temporal", metavar="mean|CKPT_DIR", help="temporal module (default: the store's own)")
+    p.add_argument("--skip-missing", action="store_true", help="skip captions of videos not in the store")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+    p = subparsers.add_parser("reindex", help="recompute clip and video vectors from stored frames with a temporal module")
+    p.add_argument("--db", required=True, help="store directory")
+    p.add_argument("--temporal", required=True, metavar="mean|CKPT_DIR", help="'mean' or a checkpoint from 'vidclip train'")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _library(args):
+    import vidclip
+
+    return vidclip.open(args.db, device=getattr(args, "device", "auto"), create=False)
+
+
+def cmd_train(args) -> int:
+    from vidclip.learn import captions
+    from vidclip.learn.training import TrainConfig, train_store
+
+    lib = _library(args)
+    sampling = lib.store.meta.get("sampling") or {}
+    config = TrainConfig(
+        temporal=args.temporal, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+        val_fraction=args.val_fraction, seed=args.seed, max_frames=int(sampling.get("max_frames", 12)),
+    )
+    matched = captions.load(args.captions, lib.store, skip_missing=args.skip_missing)
+    report = train_store(lib, matched, args.out, config, progress=not args.json, device=str(lib.encoder.device))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        best = report["best"]
+        val = best.get("val")
+        detail = f", val t2v R@1 {val['t2v']['R1']:.1f}" if val else ""
+        print(f"trained {report['temporal']} on {report['data']['captions']} caption(s) in {report['seconds']:.1f}s: "
+              f"best epoch {report['best_epoch']} by {report['selected_by']}{detail}")
+        if report["data"]["skipped"]:
+            print(f"  skipped {report['data']['skipped']} caption(s) of videos not in the store")
+        print(f"  checkpoint: {report['checkpoint']}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from vidclip.learn import captions
+    from vidclip.learn.evaluation import evaluate_store
+
+    lib = _library(args)
+    matched = captions.load(args.captions, lib.store, skip_missing=args.skip_missing)
+    result = evaluate_store(lib, matched, args.temporal)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    spec = result["temporal"]
+    print(f"{result['captions']} caption(s), {result['videos']} video(s), temporal {spec.get('checkpoint') or spec['name']}"
+          + (f", {result['skipped']} caption(s) skipped" if result["skipped"] else ""))
+    for name, m in (("t2v", result["t2v"]), ("v2t", result["v2t"]),
+                    ("t2v dsl*", result["dsl"]["t2v"]), ("v2t dsl*", result["dsl"]["v2t"])):
+        print(f"  {name:9s} R@1 {m['R1']:5.1f}  R@5 {m['R5']:5.1f}  R@10 {m['R10']:5.1f}  MdR {m['MdR']:.1f}  MnR {m['MnR']:.1f}")
+    print("  * dual-softmax: offline only (needs every query at once); never at serving time")
+    return 0
+
+
+def cmd_reindex(args) -> int:
+    from vidclip.learn.reindex import reindex
+    from vidclip.store.store import Store
+
+    store = Store.open(args.db)
+    report = reindex(store, args.temporal, progress=not args.json)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print(f"re-aggregated {report.videos} video(s): {report.clips} clips from {report.frames} frames "
+              f"in {report.seconds:.1f}s with {report.temporal.get('checkpoint') or report.temporal['name']}")
+        print(f"  now serving {report.tables['clip']}, {report.tables['video']}; dropped {', '.join(report.dropped) or 'nothing'}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "reindex": cmd_reindex}

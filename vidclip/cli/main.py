@@ -1,0 +1,92 @@
+"""The `vidclip` command line.  User mistakes end in one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from vidclip.cli import bench, demo, index, ingest, learn, query, store
+from vidclip.errors import VidclipError
+from vidclip.store.storage import describe_storage_failure
+
+EXIT_ERROR = 2
+GROUPS = (ingest, query, store, index, learn, bench, demo)  # in the order `vidclip --help` lists them
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        self.exit(EXIT_ERROR, f"vidclip: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vidclip", description="Text-to-video search on frame-level CLIP.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    for group in GROUPS:  # subparsers already build _Parser instances
+        group.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        rc = COMMANDS[args.command](args)
+        sys.stdout.flush()  # inside the try: a closed pipe is reported below, not at shutdown
+        return rc
+    except VidclipError as exc:
+        print(f"vidclip: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except (OSError, RuntimeError, ValueError) as exc:
+        # temporal.TemporalError and friends: a user-facing ValueError from a pure-torch package.
+        if isinstance(exc, ValueError) and type(exc).__module__.startswith("temporal"):
+            print(f"vidclip: error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_ERROR
+        if isinstance(exc, BrokenPipeError):
+            return _quiet_broken_pipe()
+        storage = describe_storage_failure(exc, getattr(args, "db", None))
+        if storage is None:
+            raise
+        print(f"vidclip: error: {storage}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("vidclip: interrupted", file=sys.stderr)
+        return 130
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader went away (`vidclip status | head -3`): stop quietly, as `git log | head` does.
+    stdout is pointed at /dev/null so the interpreter's final flush cannot raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _configure_logging(verbose: bool) -> None:
+    """vidclip's own messages on stderr; other libraries only for errors (or everything with -v).
+
+    open_clip logs through the root logger ("No pretrained weights loaded ..."); vidclip says the
+    same thing in its own words, so third-party chatter below ERROR is dropped unless verbose."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("vidclip: %(levelname)s: %(name)s: %(message)s" if verbose else "vidclip: %(message)s"))
+    if not verbose:
+        handler.addFilter(lambda r: r.name.split(".")[0] in ("vidclip", "temporal", "pipelines") or r.levelno >= logging.ERROR)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+COMMANDS = {}
+for _group in GROUPS:
+    COMMANDS.update(_group.COMMANDS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

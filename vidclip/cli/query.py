@@ -1,0 +1,99 @@
+"""`vidclip search` and `vidclip classify`: ranked hits with their moments; zero-shot labels.
+
+Wired into vidclip/cli/main.py with `add_parsers(sub)` and `COMMANDS`.(as learn_cli).  Heavy
+imports happen inside the command, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+
+from vidclip.cli.arguments import add_model_args, open_library
+from vidclip.cli.arguments import positive_int as _positive_int
+from vidclip.errors import InputError
+
+
+def add_parsers(subparsers) -> None:
+    p = subparsers.add_parser("search", help="search a store by text or image")
+    p.add_argument("query", nargs="?", help="text query (omit with --image)")
+    p.add_argument("--db", required=True)
+    p.add_argument("--image", help="image file to use as the query")
+    p.add_argument("-k", type=_positive_int, default=10, help="number of hits (default 10)")
+    p.add_argument("--per-video", type=_positive_int, default=1, help="hits allowed per video (default 1)")
+    p.add_argument("--level", choices=["clip", "video"], default="clip", help="rank clips (default) or whole videos")
+    p.add_argument("--video", help="a video file as the query (embedded the way the store embeds clips)")
+    p.add_argument("--span", nargs=2, type=float, metavar=("START", "END"), help="with --video: only this span (seconds)")
+    p.add_argument("--rerank", choices=["max", "mean", "fusion"], help="re-score the top candidates on their frame vectors")
+    p.add_argument("--hybrid", action="store_true", help="fuse full-text search over title/description/tags")
+    p.add_argument("--filter", action="append", default=[], metavar="COLUMN=VALUE",
+                   help="keep videos whose COLUMN equals VALUE (repeatable; values are quoted safely)")
+    p.add_argument("--where-sql", help="raw SQL filter on the videos table: TRUSTED INPUT ONLY")
+    add_model_args(p)
+    p.add_argument("--json", action="store_true", help="print a JSON list of hits")
+
+    p = subparsers.add_parser("classify", help="zero-shot classify videos (or clips) into LABELs with CLIP prompts")
+    p.add_argument("labels", nargs="+", metavar="LABEL", help="two or more class names")
+    p.add_argument("--db", required=True, help="store directory")
+    p.add_argument("--level", choices=["video", "clip"], default="video")
+    p.add_argument("--template", action="append", metavar="T",
+                   help="prompt template with one '{}' (repeatable; default: the built-in video templates)")
+    p.add_argument("-k", type=_positive_int, default=None, help="only the k most confident items")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object per line")
+
+
+def cmd_search(args) -> int:
+    if not args.query and not args.image and not args.video:
+        raise InputError("give a text QUERY, --image PATH or --video PATH")
+    if args.span and not args.video:
+        raise InputError("--span goes with --video")
+    where = {}
+    for item in args.filter:
+        column, sep, value = item.partition("=")
+        if not sep or not column:
+            raise InputError(f"--filter expects COLUMN=VALUE, got {item!r}")
+        where[column] = value  # typed by the column (vidclip.store.filters): '1984' stays a string for a text column
+    lib = open_library(args, create=False)
+    hits = lib.search(
+        args.query, image=args.image, video=args.video, span=tuple(args.span) if args.span else None,
+        k=args.k, per_video=args.per_video, level=args.level, rerank=args.rerank, hybrid=args.hybrid,
+        where=where or None, where_sql=args.where_sql,
+    )
+    if args.json:
+        print(json.dumps(hits.to_dicts()))
+    else:
+        _print_hits(hits)
+    return 0
+
+
+def _print_hits(hits) -> None:
+    if not hits:
+        print("no hits")
+    for rank, hit in enumerate(hits, 1):
+        print(f"{rank:3d}. {hit.score:.4f}  {_clock(hit.start_s)}-{_clock(hit.end_s)}  {hit.uri}")
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(max(seconds, 0.0), 60)
+    h, m = divmod(int(m), 60)
+    return f"{h}:{m:02d}:{s:04.1f}" if h else f"{m}:{s:04.1f}"
+
+
+def cmd_classify(args) -> int:
+    import vidclip
+
+    lib = vidclip.open(args.db, device=args.device, create=False)
+    result = lib.classify(args.labels, templates=args.template, level=args.level, k=args.k)
+    rows = result.to_dicts()
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    for row in rows:
+        span = f" [{row['start_s']:.2f}-{row['end_s']:.2f}s]" if args.level == "clip" else ""
+        print(f"{row['prob']:.3f}  {row['label']:<24s} {row['uri']}{span}")
+    print(f"{len(rows)} {args.level}(s) classified into {len(result.labels)} labels")
+    return 0
+
+
+COMMANDS = {"search": cmd_search, "classify": cmd_classify}

@@ -1,0 +1,109 @@
+"""The single committer: collects finished and failed videos, writes them to the store in bulk,
+and keeps the job's report.  Used by the in-process runner and by the Ray driver alike."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+
+from vidclip.ingest.video import Failure, IngestReport, Skip, VideoRows, Work, failed_row, source_row
+from vidclip.store.store import Batch, Store
+from vidclip.store.schema import FAILED, OK
+
+log = logging.getLogger("vidclip")
+
+
+@dataclass(frozen=True)
+class CommitPolicy:
+    """When the committer flushes: whichever limit is reached first."""
+
+    max_videos: int = 64
+    max_frames: int = 50_000
+
+
+class Committer:
+    @classmethod
+    def begin(cls, store: Store, dim: int, policy: CommitPolicy, progress: bool, total: int | None) -> "Committer":
+        """Start an ingest: repair what an interrupted one left, make sure the tables exist."""
+        repaired = store.repair()
+        if repaired:
+            log.info("repaired %d video(s) left half-written by an interrupted ingest", repaired)
+        store.ensure_vector_tables(dim)
+        store.ensure_lookup_indexes()
+        return cls(store, policy, progress, total)
+
+    def __init__(self, store: Store, policy: CommitPolicy = CommitPolicy(), progress: bool = True, total: int | None = None):
+        self.store = store
+        self.policy = policy
+        self.report = IngestReport()
+        self.batch = Batch.empty()
+        self.started = time.perf_counter()
+        self.bar = _progress(progress, total)
+        self.commits = 0
+        self.committed_videos = 0  # videos (ok or failed) whose rows this run has committed
+
+    # -- outcomes -----------------------------------------------------------------------------------
+    def skipped(self, item: Skip) -> None:
+        self.report.skipped += 1
+        if item.source_row is not None:
+            self.batch.sources.append(item.source_row)
+        if item.replaces:
+            self.batch.replaced.append(item.replaces)
+        self._tick()
+
+    def failed(self, item: Work | Failure, error: str) -> None:
+        entry = item.entry
+        self.report.add_failure(entry.uri, error)
+        self.batch.videos.append(failed_row(item.video_id, entry, error))
+        self.batch.sources.append(source_row(entry, item.video_id, FAILED))
+        if item.replaces:
+            self.batch.replaced.append(item.replaces)
+        self._tick()
+
+    def finished(self, work: Work, rows: VideoRows) -> None:
+        b = self.batch
+        b.videos.append(rows.video)
+        b.sources.append(source_row(work.entry, work.video_id, OK))
+        b.frames.append(rows.frames)
+        b.clips.append(rows.clips)
+        b.video_vectors.append(rows.video_vector)
+        if work.replaces:
+            b.replaced.append(work.replaces)
+        self.report.ok += 1
+        self.report.frames += rows.frames.num_rows
+        self.report.clips += rows.n_clips
+        self._tick()
+
+    # -- writing ------------------------------------------------------------------------------------
+    def flush(self, force: bool = False) -> None:
+        b = self.batch
+        if len(b) and (force or len(b.videos) >= self.policy.max_videos or b.n_rows >= self.policy.max_frames):
+            self.store.commit(b)
+            self.committed_videos += len(b.videos)
+            self.batch = Batch.empty()
+            self.commits += 1
+
+    def close(self) -> IngestReport:
+        self.flush(force=True)
+        self.bar.close()
+        if self.commits:
+            # Every commit leaves small fragments and rows the indexes do not cover yet; one
+            # compaction per run keeps scans and lookups fast.
+            self.store.optimize()
+        self.report.seconds = round(time.perf_counter() - self.started, 3)
+        return self.report
+
+    def _tick(self) -> None:
+        self.bar.update(1)
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        r = self.report
+        self.bar.set_postfix_str(f"ok={r.ok} failed={r.failed} {r.frames / elapsed:.1f} frames/s", refresh=False)
+        self.flush()
+
+
+def _progress(enabled: bool, total: int | None):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="video", disable=not enabled or not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True)

@@ -1,0 +1,113 @@
+"""Query vectors: a text, an image, text + image, or a video (span) -> one normalised (D,) vector
+in the store's embedding space."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from vidclip.config import DecodeConfig, SamplingConfig
+from vidclip.errors import InputError, QueryError
+from vidclip.ingest.sampling import select_for_clip
+from vidclip.ingest.video import aggregate, read_video
+
+MAX_QUERY_CHARS = 1000
+
+
+def check_query(text, image, video, span) -> bool:
+    """Whether the query has text; a query of the wrong shape is one line."""
+    has_text = text is not None and bool(str(text).strip())
+    if not has_text and image is None and video is None:
+        raise QueryError("empty query: give a text, an image, a video, or a text and an image")
+    if video is not None and (has_text or image is not None):
+        raise QueryError("a video query cannot be combined with a text or an image")
+    if span is not None and video is None:
+        raise QueryError("span applies to video queries only")
+    return has_text
+
+
+def embed_text_image(encoder, text: str | None, image, weights) -> np.ndarray:
+    """A text, an image, or both mixed by `weights` (text, image), default (0.5, 0.5): the weighted
+    sum of their normalised embeddings, renormalised.  -> (D,) float32."""
+    parts = []
+    if image is not None:
+        parts.append(encoder.encode_images([load_image(image)])[0].numpy())  # (D,)
+    if text is not None and str(text).strip():
+        parts.append(encoder.encode_text([str(text).strip()[:MAX_QUERY_CHARS]])[0].numpy())  # (D,)
+    if len(parts) == 1:
+        if weights is not None:
+            raise QueryError("weights apply to a text and an image given together")
+        return parts[0].astype(np.float32)  # (D,)
+    w = (0.5, 0.5) if weights is None else weights  # (text, image)
+    if len(w) != 2 or any(not np.isfinite(x) or x < 0 for x in w) or sum(w) <= 0:
+        raise QueryError(f"weights must be two non-negative numbers (text, image), not both zero, got {weights!r}")
+    image_vec, text_vec = parts  # each (D,), normalised
+    mixed = float(w[0]) * text_vec + float(w[1]) * image_vec
+    norm = float(np.linalg.norm(mixed))
+    if norm < 1e-8:
+        raise QueryError("the weighted text and image embeddings cancel out")
+    return (mixed / norm).astype(np.float32)
+
+
+def check_video(path, span) -> tuple[str, tuple[float, float] | None]:
+    """(path, (start_s, end_s) or None) of a video query, or one line on what is wrong with it."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such video file")
+    if span is None:
+        return path, None
+    try:
+        lo, hi = (float(x) for x in span)
+    except (TypeError, ValueError):
+        lo, hi = float("nan"), float("nan")
+    if not 0 <= lo < hi:
+        raise QueryError(f"span must be (start_s, end_s) with 0 <= start_s < end_s, got {span!r}")
+    return path, (lo, hi)
+
+
+def embed_video(path, span, encoder, aggregator, sampling: SamplingConfig) -> np.ndarray:
+    """A video file (or a span of it) embedded as the store embeds a clip: its sampling, the
+    encoder, then the store's temporal module over (at most max_frames of) the sampled frames."""
+    path, span = check_video(path, span)
+    lo, hi = span if span is not None else (0.0, float("inf"))
+    facts, reader = read_video(path, sampling, DecodeConfig(), encoder.decode_size)
+    # choose the planned frames first (those in the span, then at most max_frames of them), so
+    # only they are kept and reading stops once they are all decoded
+    inside = np.arange(len(facts.times)) if span is None else np.flatnonzero((facts.times >= lo) & (facts.times < hi))
+    wanted = set(inside[select_for_clip(len(inside), sampling.max_frames)].tolist()) if len(inside) else set()
+    got: dict[int, np.ndarray] = {}
+    if wanted:
+        for chunk in reader.chunks():
+            for p, f in zip(chunk.position.tolist(), chunk.frames):
+                if p in wanted:
+                    got[p] = f
+            if len(got) == len(wanted):
+                break
+    if not got:
+        where = f" in [{lo}, {hi})" if span is not None else ""
+        raise QueryError(f"{path}: no sampled frame{where} could be decoded")
+    keep = sorted(got)
+    vectors = encoder.encode_frames([got[p] for p in keep]).numpy()  # (M, D)
+    return aggregate(aggregator, vectors, [np.arange(len(keep))])[0].astype(np.float32)  # (D,)
+
+
+def load_image(image) -> np.ndarray:
+    """A path, PIL image or (H, W, 3) uint8 array -> (H, W, 3) uint8 RGB array."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(image, (str, os.PathLike)):
+        path = str(image)
+        if not os.path.isfile(path):
+            raise InputError(f"{path}: no such image file")
+        try:
+            with Image.open(path) as im:
+                return np.asarray(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as exc:
+            raise InputError(f"{path}: not a readable image ({exc})") from None
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise InputError(f"image array must be (H, W, 3) uint8 RGB, got {arr.shape} {arr.dtype}")
+    return arr
