@@ -158,6 +158,7 @@ def add_frames(store: Store, n_clips: int, per_clip: int, mix: Mixture, seed: in
             "video_id": pa.array([f"v{i:08d}" for i in np.repeat(vids, per_video)]),
             "t": pa.array(np.tile(t, len(vids))),
             "vector": vectors_array(mix.sample(len(vids) * per_video, rng)),
+            "norm": pa.array(np.ones(len(vids) * per_video, np.float32)),
         }, schema=frame_schema(DIM)))
     store.optimize()
 

@@ -69,7 +69,7 @@ class EncodeActor:
                 np.frombuffer(batch["frame"][i], np.uint8).reshape(int(batch["height"][i]), int(batch["width"][i]), 3)
                 for i in idx
             ]
-            encoded = self.encoder.encode_frames(frames).numpy().astype(np.float32)  # (N, D)
+            encoded = self.encoder.encode_frames(frames, normalize=False).numpy().astype(np.float32)  # (N, D) raw
             for j, i in enumerate(idx):
                 vectors[i] = encoded[j].tobytes()
         return {

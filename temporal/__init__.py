@@ -13,7 +13,7 @@ from temporal.checkpoint import fingerprint, load, read_config, save
 from temporal.clip_init import init_from_clip
 from temporal.loss import info_nce
 from temporal.mean import MeanPool
-from temporal.registry import TemporalError, build, names
+from temporal.registry import TemporalError, build, names, wants_raw_frames
 from temporal.seq_lstm import SeqLSTM
 from temporal.seq_transformer import SeqTransformer
 
@@ -30,4 +30,5 @@ __all__ = [
     "names",
     "read_config",
     "save",
+    "wants_raw_frames",
 ]

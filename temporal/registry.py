@@ -14,6 +14,12 @@ from torch import nn
 _AGGREGATORS: dict[str, type[nn.Module]] = {}
 
 
+# What a module is fed: "normalized" = the stored, L2-normalised frame vectors (vidclip's own
+# modules); "raw" = the image tower's unnormalised features, as CLIP4Clip feeds its seqTransf and
+# seqLSTM (modules imported from CLIP4Clip checkpoints).
+FRAME_INPUTS = ("normalized", "raw")
+
+
 class TemporalError(ValueError):
     """A user mistake: all-padded clip, unknown module name, bad hparams, wrong checkpoint."""
 
@@ -44,6 +50,15 @@ def build(name: str, dim: int, **hparams) -> nn.Module:
         raise TemporalError(f"temporal module dim must be a positive int, got {dim!r}")
     return _AGGREGATORS[name](dim, **hparams)
 
+
+def wants_raw_frames(module: nn.Module) -> bool:
+    """Whether `module` expects the image tower's unnormalised features rather than unit vectors."""
+    return getattr(getattr(module, "hparams", None), "frames", "normalized") == "raw"
+
+
+def check_frames_input(name: str, value) -> None:
+    if value not in FRAME_INPUTS:
+        raise TemporalError(f"{name} frames must be one of {FRAME_INPUTS}, got {value!r}")
 
 
 def parse_hparams(config_cls: type, name: str, hparams: dict):

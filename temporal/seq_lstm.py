@@ -17,16 +17,18 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from temporal.mean import masked_mean, prepare_sequence
-from temporal.registry import TemporalError, parse_hparams, register
+from temporal.registry import TemporalError, check_frames_input, parse_hparams, register
 
 
 @dataclass(frozen=True)
 class LSTMConfig:
     layers: int = 1  # CLIP4Clip uses one layer
+    frames: str = "normalized"  # "raw": unnormalised image features, as CLIP4Clip feeds them
 
     def __post_init__(self):
         if isinstance(self.layers, bool) or not isinstance(self.layers, int) or self.layers < 1:
             raise TemporalError(f"seq_lstm layers must be a positive int, got {self.layers!r}")
+        check_frames_input("seq_lstm", self.frames)
 
 
 @register("seq_lstm")

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from temporal.mean import masked_mean, prepare_sequence
-from temporal.registry import TemporalError, parse_hparams, register
+from temporal.registry import TemporalError, check_frames_input, parse_hparams, register
 
 ACTIVATIONS = ("quick_gelu", "gelu")
 
@@ -32,6 +32,8 @@ class TransformerConfig:
     heads: int = 0  # 0 = D // 64 (CLIP's rule), at least 1
     max_positions: int = 77  # CLIP's text context length, whose position table initialises ours
     activation: str = "quick_gelu"  # CLIP4Clip (OpenAI CLIP) uses QuickGELU; "gelu" matches GELU open_clip towers
+    ln_eps: float = 1e-5  # LayerNorm eps: CLIP's 1e-5; CLIP4Clip's cross-module blocks use 1e-12
+    frames: str = "normalized"  # "raw": unnormalised image features, as CLIP4Clip feeds them
 
     def __post_init__(self):
         for field in ("layers", "max_positions"):
@@ -42,6 +44,9 @@ class TransformerConfig:
             raise TemporalError(f"seq_transformer heads must be an int >= 0 (0 = D // 64), got {self.heads!r}")
         if self.activation not in ACTIVATIONS:
             raise TemporalError(f"seq_transformer activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if isinstance(self.ln_eps, bool) or not isinstance(self.ln_eps, (int, float)) or not 0 < self.ln_eps < 1:
+            raise TemporalError(f"seq_transformer ln_eps must be a number in (0, 1), got {self.ln_eps!r}")
+        check_frames_input("seq_transformer", self.frames)
 
 
 class QuickGELU(nn.Module):
@@ -54,11 +59,11 @@ class QuickGELU(nn.Module):
 class ResidualAttentionBlock(nn.Module):
     """Pre-LN block of CLIP's text transformer: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
 
-    def __init__(self, dim: int, heads: int, activation: str):
+    def __init__(self, dim: int, heads: int, activation: str, ln_eps: float = 1e-5):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(dim)
+        self.ln_1 = nn.LayerNorm(dim, eps=ln_eps)
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
-        self.ln_2 = nn.LayerNorm(dim)
+        self.ln_2 = nn.LayerNorm(dim, eps=ln_eps)
         self.mlp = nn.Sequential(OrderedDict([
             ("c_fc", nn.Linear(dim, dim * 4)),
             ("gelu", QuickGELU() if activation == "quick_gelu" else nn.GELU()),
@@ -87,7 +92,7 @@ class SeqTransformer(nn.Module):
         self.dim = dim
         self.frame_position_embeddings = nn.Embedding(hp.max_positions, dim)
         self.resblocks = nn.ModuleList(
-            [ResidualAttentionBlock(dim, heads, hp.activation) for _ in range(hp.layers)]
+            [ResidualAttentionBlock(dim, heads, hp.activation, float(hp.ln_eps)) for _ in range(hp.layers)]
         )
         self.apply(_init_weights)
 

@@ -163,6 +163,7 @@ def test_moments_when_a_speculated_video_drops_out(store):
         "video_id": pa.array(np.repeat(clips.column("video_id").to_numpy(zero_copy_only=False), 2)),
         "t": pa.array(np.repeat(start, 2) + np.tile([0.5, 1.5], n)),
         "vector": vectors_array(np.repeat(vecs, 2, axis=0)),
+        "norm": pa.array(np.ones(2 * n, np.float32)),
     }, schema=frame_schema(DIM)))
     q = _unit(1, 33)[0]
     before = search_vector(store, q, k=5)

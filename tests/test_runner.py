@@ -32,7 +32,7 @@ def _ingest(tmp_path, name, videos, monkeypatch, prefetch_batches):
     lib.encoder.batch_size = 64
     calls = []
     encode = lib.encoder.encode_frames
-    monkeypatch.setattr(lib.encoder, "encode_frames", lambda frames: calls.append(len(frames)) or encode(frames))
+    monkeypatch.setattr(lib.encoder, "encode_frames", lambda frames, **kw: calls.append(len(frames)) or encode(frames, **kw))
     report = lib.ingest([videos], SAMPLING, decode=DecodeConfig(job="faults:decode_job"), progress=False)
     assert (report.ok, report.failed, report.frames) == (4, 0, 16)
     frames = lib.store.table("frames").to_arrow().sort_by([("video_id", "ascending"), ("t", "ascending")])

@@ -1,4 +1,5 @@
-"""`vidclip train`, `vidclip eval` and `vidclip reindex`: learning a temporal module from stored frames.
+"""`vidclip train`, `eval`, `reindex` and `import-clip4clip`: learning a temporal module from
+stored frames, and bringing one in from CLIP4Clip.
 
 Wired into vidclip/cli/main.py with `add_parsers(sub)` and `COMMANDS`.  Heavy imports (torch,
 lancedb) happen inside the commands, so importing this module stays cheap.
@@ -42,6 +43,14 @@ def add_parsers(subparsers) -> None:
     p = subparsers.add_parser("reindex", help="recompute clip and video vectors from stored frames with a temporal module")
     p.add_argument("--db", required=True, help="store directory")
     p.add_argument("--temporal", required=True, metavar="mean|CKPT_DIR", help="'mean' or a checkpoint from 'vidclip train'")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = subparsers.add_parser("import-clip4clip", help="convert a CLIP4Clip checkpoint (meanP, seqLSTM, seqTransf) "
+                              "into open_clip weights and a temporal checkpoint")
+    p.add_argument("checkpoint", metavar="CKPT", help="CLIP4Clip state dict (pytorch_model.bin.N)")
+    p.add_argument("--out", required=True, metavar="DIR", help="writes DIR/clip.safetensors and DIR/temporal/")
+    p.add_argument("--model", help="open_clip architecture of its CLIP weights (default: inferred from their shapes)")
+    p.add_argument("--model-config", help="open_clip model config JSON registering a custom architecture")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -112,4 +121,18 @@ def cmd_reindex(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "reindex": cmd_reindex}
+def cmd_import_clip4clip(args) -> int:
+    from vidclip.model.clip4clip import import_clip4clip
+
+    report = import_clip4clip(args.checkpoint, args.out, model=args.model, model_config=args.model_config)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+        return 0
+    config = f" --model-config {args.model_config}" if args.model_config else ""
+    print(f"imported {report.sim_header} -> {report.temporal} for {report.model}: {report.clip_weights}, {report.temporal_dir}")
+    print(f"  next: vidclip ingest VIDEOS --db DB --model {report.model} --pretrained {report.clip_weights}{config}")
+    print(f"        vidclip reindex --db DB --temporal {report.temporal_dir}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "reindex": cmd_reindex, "import-clip4clip": cmd_import_clip4clip}

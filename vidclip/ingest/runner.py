@@ -119,7 +119,7 @@ def run_in_process(
         nonlocal queue
         if not queue.size:
             return
-        vectors = encoder.encode_frames(queue.frames).numpy()  # (N, D)
+        vectors = encoder.encode_frames(queue.frames, normalize=False).numpy()  # (N, D) raw: finish_video keeps the norms
         row = 0
         for slot, pos in zip(queue.slots, queue.positions):
             n = len(pos)

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from vidclip.config import DecodeConfig, SamplingConfig
 from vidclip.ingest.decoder import SampleReader
-from vidclip.errors import MediaError
+from vidclip.errors import MediaError, StoreError
 from vidclip.ingest.manifest import Entry, content_id, uri_id
 from vidclip.ingest.probe import VideoInfo, probe
 from vidclip.ingest.sampling import SamplePlan, plan_samples, select_for_clip
@@ -195,10 +195,15 @@ def finish_video(
     decoder: str,
     decoder_note: str,
 ) -> VideoRows:
-    """Aggregate one video's frame vectors (K, D) (rows where `have` is False were not decoded)
-    into its frame, clip and whole-video rows."""
+    """Aggregate one video's raw image features (K, D) (rows where `have` is False were not
+    decoded) into its frame, clip and whole-video rows.  Frames are stored L2-normalised, with
+    their norm; the temporal module is fed what it asks for (`module_frames`)."""
+    from vidclip.model.encoder import split_norms
+
     plan = facts.plan
     dim = vectors.shape[1]
+    unit, norms = split_norms(vectors)  # (K, D), (K,)
+    fed = module_frames(aggregator, unit, norms, work.entry.uri)  # (K, D)
     kept = np.flatnonzero(have)  # (K',) plan positions that were decoded
     frame_times = facts.times[kept]  # (K',)
     clip_rows: list[tuple[int, float, float, np.ndarray]] = []  # (clip_id, start, end, positions)
@@ -211,8 +216,8 @@ def finish_video(
     limit = getattr(aggregator, "max_positions", None) or getattr(getattr(aggregator, "hparams", None), "max_positions", None)
     video_cap = None if limit is None else max_frames  # a module with a frame limit sees max_frames
     video_pos = kept if video_cap is None else kept[select_for_clip(len(kept), video_cap)]
-    clip_vecs = aggregate(aggregator, vectors, [r[3] for r in clip_rows])  # (C, D)
-    video_vec = aggregate(aggregator, vectors, [video_pos])  # (1, D): padded apart from the short clips
+    clip_vecs = aggregate(aggregator, fed, [r[3] for r in clip_rows])  # (C, D)
+    video_vec = aggregate(aggregator, fed, [video_pos])  # (1, D): padded apart from the short clips
     n = len(clip_rows)
     clips = pa.Table.from_arrays(
         [
@@ -239,7 +244,8 @@ def finish_video(
         schema=segment_schema(dim),
     )
     frames = pa.Table.from_arrays(
-        [pa.array([work.video_id] * len(kept)), pa.array(frame_times, pa.float64()), vectors_array(vectors[kept])],
+        [pa.array([work.video_id] * len(kept)), pa.array(frame_times, pa.float64()), vectors_array(unit[kept]),
+         pa.array(norms[kept], pa.float32())],
         schema=frame_schema(dim),
     )
     missing = len(have) - len(kept)
@@ -268,6 +274,19 @@ def finish_video(
         "metadata": work.entry.metadata,
     }
     return VideoRows(video=video, frames=frames, clips=clips, video_vector=video_vector)
+
+
+def module_frames(aggregator, unit: np.ndarray, norms: np.ndarray | None, where: str = "") -> np.ndarray:
+    """What `aggregator` is fed: the unit frame vectors (N, D), or for a module that asks for raw
+    features (imported from CLIP4Clip) unit * norm, which needs the stored norms."""
+    from temporal import wants_raw_frames
+
+    if not wants_raw_frames(aggregator):
+        return unit
+    if norms is None or np.isnan(norms).any():
+        raise StoreError(f"{where}: this temporal module is fed unnormalised frame features, but these frames were "
+                         "stored without their norms (before vidclip kept them): ingest the videos into a new store")
+    return unit * norms[:, None]  # (N, D)
 
 
 def aggregate(aggregator, vectors: np.ndarray, groups: list[np.ndarray], chunk: int = 256) -> np.ndarray:

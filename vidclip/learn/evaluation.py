@@ -31,7 +31,7 @@ from vidclip.errors import InputError, StoreError, StoreMismatchError
 from vidclip.learn.metrics import TIES, evaluate
 from vidclip.ingest.sampling import select_for_clip
 from vidclip.store.store import Store
-from vidclip.store.schema import sql_in
+from vidclip.store.schema import FRAME_NORM, sql_in
 
 if TYPE_CHECKING:
     import torch
@@ -54,19 +54,36 @@ def store_dim(store: Store) -> int:
     return int(model["dim"])
 
 
-def read_frames(store: Store, video_ids: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """video_id -> (t (N,) float64 ascending, vectors (N, D) float32) for the given videos."""
+def check_frame_input(store: Store, module) -> bool:
+    """Whether `module` is fed raw features; refuses (one line) a store that cannot give them."""
+    from temporal import wants_raw_frames
+
+    raw = module is not None and wants_raw_frames(module)
+    if raw and not store.keeps_frame_norms:
+        raise StoreError(f"{store.uri}: this temporal module is fed unnormalised frame features, but the store's "
+                         "frames were stored without their norms (before vidclip kept them): ingest the videos "
+                         "into a new store")
+    return raw
+
+
+def read_frames(store: Store, video_ids: list[str], module=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """video_id -> (t (N,) float64 ascending, vectors (N, D) float32) for the given videos: the
+    stored unit vectors, or what `module` is fed (raw features for a CLIP4Clip-style module)."""
     dim = store_dim(store)
+    raw = check_frame_input(store, module)
+    columns = ["video_id", "t", "vector"] + ([FRAME_NORM] if raw else [])
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     ids = sorted(set(video_ids))
     for lo in range(0, len(ids), IDS_PER_QUERY):
         where = sql_in("video_id", ids[lo : lo + IDS_PER_QUERY])
-        tbl = store.table("frames").search().where(where).select(["video_id", "t", "vector"]).limit(None).to_arrow()
+        tbl = store.table("frames").search().where(where).select(columns).limit(None).to_arrow()
         if tbl.num_rows == 0:
             continue
         vid = np.asarray(tbl.column("video_id").to_pylist(), dtype=object)  # (N,)
         t = tbl.column("t").to_numpy()  # (N,)
         vectors = tbl.column("vector").combine_chunks().flatten().to_numpy().reshape(-1, dim)  # (N, D)
+        if raw:
+            vectors = vectors * tbl.column(FRAME_NORM).to_numpy(zero_copy_only=False)[:, None]  # (N, D) raw features
         order = np.lexsort((t, vid))  # by video, then time (stable for equal times)
         vid, t, vectors = vid[order], t[order], vectors[order]
         cuts = np.flatnonzero(vid[1:] != vid[:-1]) + 1
@@ -154,11 +171,12 @@ def gather(
     text: "torch.Tensor",
     max_frames: int,
     batch_frames: int = DEFAULT_BATCH_FRAMES,
+    module=None,
 ) -> Examples:
     """Examples for matched captions: `text` (N, D) holds caption i's vector in row i.
 
     Streams over videos in groups of ~batch_frames stored frames and keeps only each unit's
-    <= max_frames chosen vectors.
+    <= max_frames chosen vectors: unit vectors, or what `module` is fed (see read_frames).
     """
     import torch
 
@@ -173,7 +191,7 @@ def gather(
     videos = list(by_video)
     counts = frame_counts(store, videos)
     for chunk in chunk_by_frames(videos, counts, batch_frames):
-        stored = read_frames(store, chunk)
+        stored = read_frames(store, chunk, module)
         for vid in chunk:
             if vid not in stored:
                 raise StoreError(f"{store.uri}: video {vid} has no stored frame vectors")
@@ -303,7 +321,7 @@ def evaluate_store(lib, matched: Matched, temporal_spec: str | None = None) -> d
     module, spec = load_temporal(store, temporal_spec)
     max_frames = int((store.meta.get("sampling") or {}).get("max_frames", 12))
     text = encode_captions(lib.encoder, matched.pairs)  # (N, D)
-    examples = gather(store, matched.pairs, text, max_frames)
+    examples = gather(store, matched.pairs, text, max_frames, module=module)
     metrics = score(module, examples)
     return {
         "t2v": metrics["t2v"],

@@ -33,6 +33,7 @@ from vidclip.config import SamplingConfig
 from vidclip.errors import StoreError
 from vidclip.learn.evaluation import (
     DEFAULT_BATCH_FRAMES,
+    check_frame_input,
     chunk_by_frames,
     frame_counts,
     load_temporal,
@@ -130,6 +131,7 @@ def _reindex(store: Store, temporal_spec: str, batch_frames: int, progress: bool
     if not store.has_table(old["clip"]):
         raise StoreError(f"{store.uri}: has no clip vectors to re-aggregate; ingest videos first")
     _refuse_pending(store)
+    check_frame_input(store, module)  # before any table is made
 
     gen = max(_generation(old["clip"]), _generation(old["video"])) + 1
     new = {"clip": f"clips_{gen}", "video": f"video_vectors_{gen}"}
@@ -190,7 +192,7 @@ def _reindex(store: Store, temporal_spec: str, batch_frames: int, progress: bool
 def _aggregate_chunk(store, chunk, old, module, aggregate, name, sampling, video_cap, report):
     """New clip and video rows for a group of videos."""
     max_frames = sampling.max_frames
-    frames = read_frames(store, chunk)
+    frames = read_frames(store, chunk, module)
     clip_rows = _segment_rows(store, old["clip"], chunk)
     video_rows = _segment_rows(store, old["video"], chunk)
     durations = {vid: row.get("duration_s") for vid, row in store.videos_by_id(chunk).items()}

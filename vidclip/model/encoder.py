@@ -384,14 +384,19 @@ class Encoder:
         return torch.cat(out)
 
     @torch.inference_mode()
-    def _encode_image_batch(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(b, 3, h, w) model input -> (b, D) float32 L2-normalised, left on the model's device."""
+    def _encode_image_batch(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """(b, 3, h, w) model input -> (b, D) float32 (L2-normalised unless asked not to), left on
+        the model's device."""
         with self._autocast():
-            z = self._model.encode_image(pixels)
-        return F.normalize(z.float(), dim=-1)
+            z = self._model.encode_image(pixels).float()  # (b, D)
+        return F.normalize(z, dim=-1) if normalize else z
 
-    def encode_frames(self, frames) -> torch.Tensor:
+    def encode_frames(self, frames, normalize: bool = True) -> torch.Tensor:
         """uint8 RGB frames -> (N, D) float32 CPU, L2-normalised, in input order.
+
+        normalize=False returns the image tower's raw features: ingest keeps each frame's norm
+        (modules imported from CLIP4Clip are fed unnormalised features) and normalises in
+        `split_norms`.
 
         `frames`: a list of (H, W, 3) arrays/tensors (sizes may differ), or one (N, H, W, 3)
         array/tensor.  One forward pass per `batch_size` frames; inside a batch, frames are
@@ -430,7 +435,7 @@ class Encoder:
                     parts.append(self._preprocess_group([chunk[j] for j in idx]))
                     order.extend(idx)
                 pixels = torch.cat(parts)  # (b, 3, h, w) in grouped order
-                z = self._encode_image_batch(pixels)  # (b, D) in grouped order
+                z = self._encode_image_batch(pixels, normalize)  # (b, D) in grouped order
                 if len(groups) > 1:
                     inverse = torch.empty(len(order), dtype=torch.long)
                     inverse[torch.tensor(order)] = torch.arange(len(order))
@@ -471,6 +476,13 @@ class Encoder:
                 z = encode_tokens(self._model, self._to_device(tokens))
             out.append(F.normalize(z.float(), dim=-1).cpu())
         return torch.cat(out) if out else torch.empty(0, self.dim, dtype=torch.float32)
+
+
+def split_norms(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Raw image features (N, D) -> (unit vectors (N, D) float32, norms (N,) float32), normalised
+    exactly as `encode_frames` normalises (F.normalize, eps 1e-12)."""
+    z = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))  # (N, D)
+    return F.normalize(z, dim=-1).numpy(), z.norm(dim=-1).numpy()
 
 
 def encode_tokens(model, tokens: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,8 @@ import numpy as np
 from vidclip.config import DecodeConfig, SamplingConfig
 from vidclip.errors import InputError, QueryError
 from vidclip.ingest.sampling import select_for_clip
-from vidclip.ingest.video import aggregate, read_video
+from vidclip.ingest.video import aggregate, module_frames, read_video
+from vidclip.model.encoder import split_norms
 
 MAX_QUERY_CHARS = 1000
 
@@ -88,8 +89,10 @@ def embed_video(path, span, encoder, aggregator, sampling: SamplingConfig) -> np
         where = f" in [{lo}, {hi})" if span is not None else ""
         raise QueryError(f"{path}: no sampled frame{where} could be decoded")
     keep = sorted(got)
-    vectors = encoder.encode_frames([got[p] for p in keep]).numpy()  # (M, D)
-    return aggregate(aggregator, vectors, [np.arange(len(keep))])[0].astype(np.float32)  # (D,)
+    raw = encoder.encode_frames([got[p] for p in keep], normalize=False).numpy()  # (M, D)
+    unit, norms = split_norms(raw)  # as ingest stores them
+    fed = module_frames(aggregator, unit, norms, path)  # (M, D)
+    return aggregate(aggregator, fed, [np.arange(len(keep))])[0].astype(np.float32)  # (D,)
 
 
 def load_image(image) -> np.ndarray:

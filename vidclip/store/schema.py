@@ -38,6 +38,7 @@ VIDEO_SCHEMA = pa.schema(
         pa.field("search_text", pa.string()),  # title + description + tags: the FTS index's column
     ]
 )
+FRAME_NORM = "norm"  # frames column: the image feature's norm before normalising
 PROMOTED = ("title", "description", "tags")
 FTS_COLUMN = "search_text"
 SOURCE_SCHEMA = pa.schema(
@@ -58,6 +59,9 @@ def frame_schema(dim: int) -> pa.Schema:
             pa.field("video_id", pa.string(), nullable=False),
             pa.field("t", pa.float64()),
             pa.field("vector", pa.list_(pa.float32(), dim)),
+            # the image tower's feature norm before normalising: vector * norm is the raw feature
+            # that CLIP4Clip-style modules are fed (absent in stores written before it was kept)
+            pa.field(FRAME_NORM, pa.float32()),
         ]
     )
 

@@ -33,7 +33,7 @@ import pyarrow as pa
 from vidclip.errors import QueryError, StoreError, StoreMismatchError
 from vidclip.store.exact import ExactIndex, VideoDirectory
 from vidclip.store.schema import (
-    FAILED, FTS_COLUMN, META_SCHEMA, OK, PENDING, SEARCH_COLUMNS, SOURCE_SCHEMA, VIDEO_SCHEMA,
+    FAILED, FRAME_NORM, FTS_COLUMN, META_SCHEMA, OK, PENDING, SEARCH_COLUMNS, SOURCE_SCHEMA, VIDEO_SCHEMA,
     frame_schema, promote_metadata, segment_schema, sql_in, sql_str,
 )
 
@@ -220,6 +220,12 @@ class Store:
         seg = self.segments
         return ["frames", seg["clip"], seg["video"]]
 
+    @property
+    def keeps_frame_norms(self) -> bool:
+        """Whether the frames table stores each frame's feature norm (stores written before it was
+        kept do not, and cannot feed modules that take raw features)."""
+        return self.has_table("frames") and FRAME_NORM in self.table("frames").schema.names
+
     def ensure_vector_tables(self, dim: int) -> None:
         existing = set(self._db.list_tables().tables)
         seg = self.segments
@@ -329,7 +335,10 @@ class Store:
             seg = self.segments
             for name, parts in (("frames", batch.frames), (seg["clip"], batch.clips), (seg["video"], batch.video_vectors)):
                 if parts:
-                    self.table(name).add(pa.concat_tables(parts))
+                    data = pa.concat_tables(parts)
+                    if name == "frames" and not self.keeps_frame_norms:
+                        data = data.drop_columns([FRAME_NORM])  # a store from before norms were kept
+                    self.table(name).add(data)
         if batch.videos:
             self._upsert("videos", "video_id", [promote_metadata(v) for v in batch.videos], VIDEO_SCHEMA)
         if batch.sources:
