@@ -116,7 +116,7 @@ def ensure(videos: list[CorpusVideo], cache: Path = DEFAULT_CACHE, log=print) ->
 
 
 def run_main(doc: str, add_arguments, cli, argv=None) -> int:
-    """The `python3 -m pipelines.bench_*` entry point shared by every benchmark."""
+    """The `python3 -m benchmarks.*` entry point shared by every benchmark."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(ap)
     return cli(ap.parse_args(argv))

@@ -191,7 +191,7 @@ def bench_encode(models, precisions, batch_sizes, compile_, repeats, device, clo
 def _geometry():
     from vidclip.config import ModelConfig
     from vidclip.model.encoder import Encoder
-    from vidclip.ingest.geometry import FrameGeometry
+    from vidclip.model.geometry import FrameGeometry
 
     return FrameGeometry.of_model(Encoder.load(ModelConfig(pretrained="none", device="cpu")).model)
 

@@ -49,7 +49,7 @@ def _worker(mode: str, paths: list[str], prefetch: int) -> dict:
     import vidclip
     from vidclip.ingest import runner
     from vidclip.config import DecodeConfig, SamplingConfig
-    from vidclip.ingest.geometry import FrameGeometry
+    from vidclip.model.geometry import FrameGeometry
     from vidclip.ingest.sandbox import CHUNK, make_decoder
 
     sampling, decode = SamplingConfig(), DecodeConfig()

@@ -23,7 +23,7 @@ import numpy as np
 from vidclip.ingest.committer import CommitPolicy, Committer
 from vidclip.config import DecodeConfig, ModelConfig, SamplingConfig
 from vidclip.errors import MediaError
-from vidclip.ingest.geometry import FrameGeometry
+from vidclip.model.geometry import FrameGeometry
 from vidclip.ingest.video import Failure, IngestReport, Skip, Work, finish_video, triage
 from vidclip.store.store import Store
 from vidclip.ingest.watchdog import DEFAULT_STALL_S, StallWatchdog

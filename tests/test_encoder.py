@@ -26,6 +26,7 @@ from PIL import Image
 
 from vidclip.model import weights
 from vidclip.config import ModelConfig
+from vidclip.model.geometry import FrameGeometry
 from vidclip.model.encoder import Encoder, ModelIdentity, TensorPreprocess
 from vidclip.errors import InputError, ModelError, UnsafeCheckpointError, WeightsUnavailableError
 
@@ -117,15 +118,19 @@ def test_tensor_preprocess_pixels_match_pil_transform(size, resize_mode, interpo
         assert diff.mean().item() < 0.01 and diff.max().item() < 0.2, (f.shape, diff.mean(), diff.max())
 
 
-def test_decode_size_leaves_only_a_crop(vit_b32, frames):
+def test_decode_size_is_twice_the_models_and_the_tensor_path_finishes_the_resize(vit_b32, frames):
     assert vit_b32.image_size == (224, 224)
-    assert vit_b32.decode_size(1280, 720) == (398, 224)
-    assert vit_b32.decode_size(240, 320) == (224, 298)
+    assert vit_b32.decode_size(1280, 720) == (796, 448)
+    assert vit_b32.decode_size(3840, 2160) == (796, 448)
+    assert vit_b32.decode_size(240, 320) == (240, 320)  # no larger than twice the model's size: as is
+    assert vit_b32.decode_size(400, 1000) == (400, 1000)
     tp = vit_b32._tensor_preprocess
-    for w, h in [(1280, 720), (720, 1280), (640, 480), (100, 100), (50, 38)]:
+    for w, h in [(1280, 720), (720, 1280), (640, 480), (1920, 1080), (100, 100), (50, 38)]:
         dw, dh = vit_b32.decode_size(w, h)
-        assert min(dw, dh) == 224
-        assert tp.resize_hw(dh, dw) == (dh, dw)  # a frame decoded at that size is only cropped
+        assert (dw, dh) == (w, h) or min(dw, dh) == 448
+        # from the decoded size, the tensor path's resize lands where open_clip's would from the full frame
+        assert tp.resize_hw(dh, dw) == tp.resize_hw(h, w)
+        assert FrameGeometry.of_model(vit_b32.model).decode_size(w, h) == (dw, dh)  # Ray's decode tasks agree
     # a frame resized at decode time embeds like the full-size one
     big = frames[2]
     small = np.asarray(Image.fromarray(big).resize(vit_b32.decode_size(1280, 720), Image.BICUBIC))
@@ -379,7 +384,7 @@ def test_tag_takes_weights_and_preprocessing_from_open_clip_registry(checkpoints
     assert all(torch.equal(a, b) for a, b in zip(enc.model.state_dict().values(), ref.model.state_dict().values()))
     pp = open_clip.get_model_preprocess_cfg(enc.model)
     assert pp["resize_mode"] == "squash" and tuple(pp["mean"]) == (0.5, 0.5, 0.5)
-    assert enc.decode_size(1280, 720) == (64, 64)
+    assert enc.decode_size(1280, 720) == (128, 128)  # squash, at twice the model size
     cos = (enc.encode_frames(frames) * reference_embeddings(enc.model, frames)).sum(-1)
     assert cos.min().item() >= 0.999
 

@@ -57,7 +57,7 @@ def test_prefetch_queue_respects_its_frame_budget(tmp_path, video_dir):
 
     from conftest import TINY as model
     from vidclip.model.encoder import Encoder
-    from vidclip.ingest.geometry import FrameGeometry
+    from vidclip.model.geometry import FrameGeometry
     from vidclip.ingest.video import triage
     from vidclip.ingest.manifest import list_inputs
     from vidclip.ingest.sandbox import make_decoder

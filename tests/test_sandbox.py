@@ -37,7 +37,7 @@ def test_hang_crash_and_abort_are_recorded_failures(tmp_path, videos):
 
 def test_sandbox_survives_and_restarts(tmp_path, videos):
     from vidclip.config import SamplingConfig
-    from vidclip.ingest.geometry import FrameGeometry
+    from vidclip.model.geometry import FrameGeometry
 
     geometry = FrameGeometry(size=(64, 64))
     crash = tmp_path / "segv.mp4"
@@ -52,7 +52,7 @@ def test_sandbox_survives_and_restarts(tmp_path, videos):
 
 def test_stopping_midway_does_not_leak_into_the_next_job(tmp_path, videos):
     from vidclip.config import SamplingConfig
-    from vidclip.ingest.geometry import FrameGeometry
+    from vidclip.model.geometry import FrameGeometry
 
     geometry = FrameGeometry(size=(64, 64))
     args = (SamplingConfig(fps=4.0), DecodeConfig(chunk_frames=2), geometry)

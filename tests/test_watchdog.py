@@ -38,6 +38,28 @@ def test_watchdog_interrupts_a_blocked_main_thread():
     assert time.monotonic() - t0 < 60
 
 
+def test_an_interrupt_swallowed_by_the_waiting_code_is_sent_again(monkeypatch):
+    """A library that catches the first KeyboardInterrupt and waits on (as a Ray job once did,
+    for 10 minutes) still ends in the StallError: the watchdog interrupts until the block exits."""
+    import queue
+
+    from vidclip.ingest import watchdog
+
+    monkeypatch.setattr(watchdog, "REPEAT_S", 1.0)
+    dog = StallWatchdog(1.0, lambda: "results that never come", lambda: "nothing")
+    swallowed = []
+    t0 = time.monotonic()
+    with pytest.raises(StallError, match="waiting for results that never come"):
+        with dog:
+            try:
+                queue.Queue().get()  # the first interrupt lands here ...
+            except KeyboardInterrupt:
+                swallowed.append(time.monotonic())  # ... and is swallowed
+            queue.Queue().get(timeout=20)  # a second wait, woken only by the repeated interrupt
+    assert len(swallowed) == 1 and dog.interrupts == 2
+    assert time.monotonic() - t0 < 60
+
+
 def test_start_up_allowance_then_the_stall_timeout():
     import threading
 

@@ -190,7 +190,7 @@ class Library:
         if ray:
             from pipelines.ingest_job import run_on_ray
             from pipelines.options import JobOptions
-            from vidclip.ingest.geometry import FrameGeometry
+            from vidclip.model.geometry import FrameGeometry
 
             options = ray if isinstance(ray, JobOptions) else JobOptions(batch_size=encoder.batch_size)
             return run_on_ray(

@@ -38,15 +38,24 @@ SKIPS_NONKEY_FAST = frozenset({"h264"})
 # 1, 20 and 40 min 160x120 video, PyAV's streaming reader 112 -> 123 -> 126 MB.  Past this many
 # frames (30 min at 30 fps) PyAV goes first, so the child's memory stays flat for any length.
 LONG_VIDEO_FRAMES = 54_000
+# swscale kernel for PyAV's decode-time resize: BICUBIC is closest to PIL at twice the model's size
+# (benchmarks/parity.py: 42.9-43.8 dB vs AREA's 41.3-42.6 from 720p to 4K, same CPU)
+PYAV_INTERPOLATION = "BICUBIC"
+DECORD_MAX_SHRINK = 3.5  # decord's scaler: 43-45 dB up to 2.4x (1080p -> 448p), 38.9 dB at 4.8x (4K)
 
 
-def preferred_decoders(plan: SamplePlan, probe: Probe) -> tuple[str, ...]:
+def preferred_decoders(plan: SamplePlan, probe: Probe, size: tuple[int, int] | None = None) -> tuple[str, ...]:
     """Which decoder to try first for this plan (the other is the fallback).  Chosen from
     `vidclip bench decode` (benchmarks/decode.json): decord is faster when many frames are decoded
     (every frame of a 10-min 720p H.264: 32.8 vs 41.1 CPU-s) and on par for sparse picks
     (uniform-12: 1.76 vs 1.65 with PyAV seeking), so it stays first; a keyframes-only plan on H.264
     goes to PyAV first, whose codec skips non-key frames; so does a long video (LONG_VIDEO_FRAMES),
-    whose decord index would grow the decode child's memory with its length."""
+    whose decord index would grow the decode child's memory with its length; and so does a frame
+    that decord's own scaler would shrink more than DECORD_MAX_SHRINK times, where it drifts from
+    open_clip's pixels (benchmarks/parity.json: 4K -> 448p is 38.9 dB with decord, 43.8 with
+    PyAV's bicubic, at the same CPU)."""
+    if size is not None and min(probe.info.display_size) > DECORD_MAX_SHRINK * min(size):
+        return (PYAV, DECORD)
     if plan.keyframes_only and probe.info.codec in SKIPS_NONKEY_FAST:
         return (PYAV, DECORD)
     if probe.info.n_frames > LONG_VIDEO_FRAMES:
@@ -79,7 +88,7 @@ class SampleReader:
         self.plan = plan
         self.display_size = size  # (w, h) of the upright output frames
         self.chunk_frames = max(1, int(chunk_frames))
-        self.decoders = decoders or preferred_decoders(plan, probe)
+        self.decoders = decoders or preferred_decoders(plan, probe, size)
         self.decoder = self.decoders[0]
         self.seek = seek  # PyAV: "auto" (jump to the keyframe before a far frame), "never", "always"
         self.seeks = 0  # PyAV seeks done
@@ -195,7 +204,7 @@ class SampleReader:
                     cur = int(np.searchsorted(pts_all, pending.pts))
                     if pending.pts != target:
                         continue
-                    rgb = pending.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+                    rgb = pending.to_ndarray(format="rgb24", width=w, height=h, interpolation=PYAV_INTERPOLATION)
                     got_pos.append(start + k)
                     got_frames.append(rgb)
                     found += 1

@@ -27,7 +27,7 @@ from vidclip.config import DecodeConfig, SamplingConfig
 from vidclip.errors import InputError, MediaError
 from vidclip.ingest.committer import CommitPolicy, Committer
 from vidclip.ingest.video import Failure, IngestReport, Skip, VideoFacts, Work, finish_video, triage
-from vidclip.ingest.geometry import FrameGeometry
+from vidclip.model.geometry import FrameGeometry
 from vidclip.ingest.sandbox import CHUNK, FACTS, make_decoder
 from vidclip.ingest.watchdog import DEFAULT_STALL_S, StallWatchdog
 from vidclip.store.store import Store

@@ -30,9 +30,6 @@ from vidclip.store.schema import FAILED, OK, frame_schema, segment_schema, vecto
 
 log = logging.getLogger("vidclip")
 
-SizeFn = Callable[[int, int], "tuple[int, int]"]
-
-
 # -- results ----------------------------------------------------------------------------------------
 @dataclass
 class IngestReport:
@@ -145,16 +142,18 @@ class VideoFacts:
     note: str = ""  # probe's remark, kept with the video
 
 
-def read_video(path: str, sampling: SamplingConfig, decode: DecodeConfig, size_fn: SizeFn) -> tuple[VideoFacts, SampleReader]:
-    """Probe and plan one video; the returned reader decodes its sampled frames lazily."""
+def read_video(path: str, sampling: SamplingConfig, decode: DecodeConfig, geometry) -> tuple[VideoFacts, SampleReader]:
+    """Probe and plan one video; the returned reader decodes its sampled frames lazily.
+    `geometry` sizes frames: decode_size(w, h) for the decoder, model_size(w, h) for the model
+    (a FrameGeometry, or the Encoder itself)."""
     pr = probe(path, decode.max_pixels)
     plan = plan_samples(pr.timeline, pr.info.duration_s, sampling, keyframes=pr.keyframes)
     width, height = pr.info.display_size
     if max(width, height) > decode.max_aspect * min(width, height):
-        w, h = size_fn(width, height)
+        w, h = geometry.model_size(width, height)
         raise MediaError(path, f"aspect ratio {width}x{height} is over {decode.max_aspect:g}:1 (frames resized for the "
                                f"model would be {w}x{h}, {w * h * 3 / 1e6:.0f} MB each)")
-    size = size_fn(width, height)
+    size = geometry.decode_size(width, height)
     reader = SampleReader(path, pr, plan, size, chunk_frames=decode.chunk_frames)
     return VideoFacts(pr.info, plan, pr.timeline[plan.frame_index], pr.note), reader
 
@@ -164,7 +163,7 @@ def decode_job(path: str, sampling: SamplingConfig, decode: DecodeConfig, geomet
     ("facts", VideoFacts), then ("chunk", FrameChunk) per chunk, then ("done", {decoder, note, missing})."""
     from vidclip.ingest.sandbox import CHUNK, DONE, FACTS
 
-    facts, reader = read_video(path, sampling, decode, geometry.decode_size)
+    facts, reader = read_video(path, sampling, decode, geometry)
     yield (FACTS, facts)
     for chunk in reader.chunks():
         yield (CHUNK, chunk)

@@ -22,6 +22,10 @@ DEFAULT_STALL_S = 300.0
 # cluster that no longer answers: a call into Ray from this thread was seen blocking for good while
 # the main thread waited in Ray Data.  Each question gets this long, on a thread of its own.
 ASK_S = 10.0
+# The interrupt can be lost: a loaded full test run saw a Ray job go on waiting in Ray Data's
+# iterator for 10 minutes after the watchdog had fired.  Until the job leaves the watched block,
+# the interrupt is sent again this often (a wait that swallowed one does not swallow them all).
+REPEAT_S = 30.0
 
 
 def _ask(question: Callable[[], object], timeout_s: float):
@@ -57,6 +61,7 @@ class StallWatchdog:
         self._done = threading.Event()
         self._lock = threading.Lock()  # no interrupt once the job has left the watched block
         self.message: str | None = None
+        self.interrupts = 0  # SIGINTs sent to the main thread
         self._thread = threading.Thread(target=self._watch, name="vidclip-watchdog", daemon=True)
 
     def tick(self, started: bool = True) -> None:
@@ -80,9 +85,16 @@ class StallWatchdog:
                 if self._done.is_set():
                     return
                 self.message = message
+                self.interrupts = 1
                 # A real SIGINT aimed at the main thread wakes it from a blocking wait (a lock, a
                 # Ray get); _thread.interrupt_main() would only set a flag it never looks at.
                 signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            while not self._done.wait(REPEAT_S):
+                with self._lock:
+                    if self._done.is_set():
+                        return
+                    self.interrupts += 1
+                    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
             return
 
     def _allowance(self) -> float:

@@ -26,6 +26,7 @@ import torchvision.transforms.functional as TF
 
 from vidclip.model import weights
 from vidclip.config import ModelConfig
+from vidclip.model.geometry import oversampled
 from vidclip.errors import InputError, ModelError
 
 log = logging.getLogger("vidclip")
@@ -320,11 +321,16 @@ class Encoder:
     # ------------------------------------------------------------------ geometry
 
     def decode_size(self, width: int, height: int) -> tuple[int, int]:
-        """(w, h) to resize an upright (width x height) frame to at decode time, so that the tensor
-        preprocessing left to do is a crop: exactly what open_clip's eval resize would produce
-        (shortest side -> image size keeping aspect for 'shortest', image size for 'squash', ...)."""
+        """(w, h) to resize an upright (width x height) frame to at decode time: twice what open_clip's
+        eval resize would produce (or the frame's own size when smaller); the tensor preprocessing
+        finishes the resize (vidclip/model/geometry.py says why)."""
         if width < 1 or height < 1:
             raise InputError(f"frame size must be positive, got {width}x{height}")
+        w, h = self.model_size(width, height)
+        return oversampled(int(width), int(height), w, h)
+
+    def model_size(self, width: int, height: int) -> tuple[int, int]:
+        """(w, h) open_clip's eval resize gives an upright width x height frame (before its crop)."""
         h, w = self._tensor_preprocess.resize_hw(int(height), int(width))
         return w, h
 

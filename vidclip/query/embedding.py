@@ -11,7 +11,6 @@ from vidclip.config import DecodeConfig, SamplingConfig
 from vidclip.errors import InputError, QueryError
 from vidclip.ingest.sampling import select_for_clip
 from vidclip.ingest.video import aggregate, module_frames, read_video
-from vidclip.model.encoder import split_norms
 
 MAX_QUERY_CHARS = 1000
 
@@ -72,7 +71,7 @@ def embed_video(path, span, encoder, aggregator, sampling: SamplingConfig) -> np
     encoder, then the store's temporal module over (at most max_frames of) the sampled frames."""
     path, span = check_video(path, span)
     lo, hi = span if span is not None else (0.0, float("inf"))
-    facts, reader = read_video(path, sampling, DecodeConfig(), encoder.decode_size)
+    facts, reader = read_video(path, sampling, DecodeConfig(), encoder)
     # choose the planned frames first (those in the span, then at most max_frames of them), so
     # only they are kept and reading stops once they are all decoded
     inside = np.arange(len(facts.times)) if span is None else np.flatnonzero((facts.times >= lo) & (facts.times < hi))
@@ -89,6 +88,8 @@ def embed_video(path, span, encoder, aggregator, sampling: SamplingConfig) -> np
         where = f" in [{lo}, {hi})" if span is not None else ""
         raise QueryError(f"{path}: no sampled frame{where} could be decoded")
     keep = sorted(got)
+    from vidclip.model.encoder import split_norms  # torch: never at import time (decode children import this package)
+
     raw = encoder.encode_frames([got[p] for p in keep], normalize=False).numpy()  # (M, D)
     unit, norms = split_norms(raw)  # as ingest stores them
     fed = module_frames(aggregator, unit, norms, path)  # (M, D)

@@ -356,6 +356,32 @@ def write_video(path: str | os.PathLike, spec: VideoSpec) -> Path:
     return _encode(Path(path), spec, lambda t: draw_frame(spec, t))
 
 
+def natural_frame(width: int, height: int, seed: int, t: float = 0.0) -> np.ndarray:
+    """(height, width, 3) uint8 with natural-image statistics rather than flat synthetic shapes:
+    smooth structure at several scales, hard edges and fine grain, drifting slowly with `t`.
+    For pixel-parity measurements, where flat colours would hide resampling differences."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    acc = np.zeros((height, width, 3), np.float32)
+    shift = t * 0.05
+    for cell, amp in ((max(8, min(width, height) // 4), 120.0), (16, 50.0), (4, 20.0)):
+        small = rng.uniform(-1, 1, (height // cell + 3, width // cell + 3, 3)).astype(np.float32)
+        planes = [np.asarray(Image.fromarray(small[..., c], mode="F").resize(
+            (width, height), Image.BICUBIC, box=(shift, shift, small.shape[1] - 2 + shift, small.shape[0] - 2 + shift)))
+            for c in range(3)]
+        acc += amp * np.stack(planes, axis=-1)
+    yy, xx = np.mgrid[0:height, 0:width]
+    acc += 60.0 * ((((xx + 7 * t) // max(1, width // 7)) + (yy // max(1, height // 5))) % 2)[..., None]
+    acc += rng.normal(0, 6, acc.shape)
+    return np.clip(acc + 110, 0, 255).astype(np.uint8)
+
+
+def write_natural_video(path: str | os.PathLike, spec: VideoSpec) -> Path:
+    """`spec`'s codec, size, rate and rotation over `natural_frame` content (seeded by spec.seed)."""
+    return _encode(Path(path), spec, lambda t: natural_frame(spec.width, spec.height, spec.seed, t))
+
+
 # --------------------------------------------------------------------------- demo library
 
 
