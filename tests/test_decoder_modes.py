@@ -117,3 +117,21 @@ def test_a_long_video_goes_to_the_streaming_decoder_first(tmp_path, monkeypatch)
     frames = _collect(reader)
     assert reader.decoder == PYAV and reader.missing == 0
     _assert_same(_collect(SampleReader(path, pr, plan, (160, 120), decoders=(DECORD,))), frames, tol=4.0)
+
+
+def test_a_chunk_holds_at_most_chunk_bytes_of_frames(tmp_path):
+    """Frames decoded at twice the model's size are 4x the bytes: a chunk is capped in bytes
+    (decoder.CHUNK_BYTES), so the child and the pipe hold no more than before."""
+    from vidclip.ingest import decoder
+
+    path = write_video(tmp_path / "a.mp4", VideoSpec(codec="h264", width=640, height=360, duration_s=4.0, fps=10))
+    pr = probe(str(path), 8192 * 8192)
+    plan = plan_samples(pr.timeline, pr.info.duration_s, SamplingConfig(fps=10.0))
+    small = SampleReader(str(path), pr, plan, (64, 36))
+    assert small.chunk_frames == 32  # the frame cap binds
+    big_size = (640, 360)
+    big = SampleReader(str(path), pr, plan, big_size, decoders=(PYAV,))
+    assert big.chunk_frames == decoder.CHUNK_BYTES // (3 * 640 * 360) < 32
+    chunks = list(big.chunks())
+    assert sum(len(c.position) for c in chunks) == len(plan.frame_index)
+    assert max(c.frames.nbytes for c in chunks) <= decoder.CHUNK_BYTES

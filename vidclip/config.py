@@ -77,9 +77,9 @@ class DecodeConfig:
     """
 
     max_pixels: int = 7680 * 4320  # refuse declared resolutions over 8K before decoding
-    chunk_frames: int = 32  # frames held at once per video while decoding
-    # Frames are resized at decode time so their short side fits the model; a 16384x16 stripe would
-    # become 229376x224 (147 MB per frame).  Refuse aspect ratios past this before decoding.
+    chunk_frames: int = 32  # frames held at once per video while decoding (and at most decoder.CHUNK_BYTES)
+    # Frames are resized for the model so their short side fits it; a 16384x16 stripe would become
+    # 229376x224 (147 MB per frame).  Refuse aspect ratios past this before decoding.
     max_aspect: float = 16.0
     timeout_s: float = 120.0
     isolate: bool = True

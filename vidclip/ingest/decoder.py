@@ -41,6 +41,7 @@ LONG_VIDEO_FRAMES = 54_000
 # swscale kernel for PyAV's decode-time resize: BICUBIC is closest to PIL at twice the model's size
 # (benchmarks/parity.py: 42.9-43.8 dB vs AREA's 41.3-42.6 from 720p to 4K, same CPU)
 PYAV_INTERPOLATION = "BICUBIC"
+CHUNK_BYTES = 8 << 20  # a chunk's decoded frames: 7 frames of 796x448 (ViT-B-32 at twice its size), 31 of 398x224
 DECORD_MAX_SHRINK = 3.5  # decord's scaler: 43-45 dB up to 2.4x (1080p -> 448p), 38.9 dB at 4.8x (4K)
 
 
@@ -87,7 +88,9 @@ class SampleReader:
         self.probe = probe
         self.plan = plan
         self.display_size = size  # (w, h) of the upright output frames
-        self.chunk_frames = max(1, int(chunk_frames))
+        w, h = size
+        # at most CHUNK_BYTES of frames per chunk: the child holds one chunk and the pipe carries it
+        self.chunk_frames = max(1, min(int(chunk_frames), CHUNK_BYTES // max(1, 3 * int(w) * int(h))))
         self.decoders = decoders or preferred_decoders(plan, probe, size)
         self.decoder = self.decoders[0]
         self.seek = seek  # PyAV: "auto" (jump to the keyframe before a far frame), "never", "always"

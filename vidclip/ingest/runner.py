@@ -7,9 +7,9 @@ Decoding overlaps encoding: background threads drive the decoders (sandbox child
 decoding one video at a time in its own process; `decode_workers` of them, so one GPU can be fed
 by several cores without Ray) and hand their messages over one queue bounded in *frames*, so the
 children decode up to a full encoder batch ahead while this thread runs the model.
-Memory is bounded by that budget (2 x batch_size decoded frames by default: 34 MB at batch 64
-for 398x224 frames) plus one encoder batch plus the frame vectors of the videos in flight (a
-few KB per sampled frame).
+Memory is bounded by that budget (2 x batch_size decoded frames by default: 137 MB at batch 64
+for the 796x448 frames ViT-B-32 is decoded at, twice its input size: docs/parity.md) plus one
+encoder batch plus the frame vectors of the videos in flight (a few KB per sampled frame).
 """
 
 from __future__ import annotations
