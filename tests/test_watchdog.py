@@ -60,6 +60,34 @@ def test_an_interrupt_swallowed_by_the_waiting_code_is_sent_again(monkeypatch):
     assert time.monotonic() - t0 < 60
 
 
+def test_a_job_started_with_sigint_ignored_still_reports_its_stall():
+    """Background jobs (`vidclip ingest ... &`, nohup) inherit SIGINT ignored; the watchdog's
+    interrupt must still end the stall in one line, and an outside SIGINT stays ignored."""
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import os, queue, signal, sys, time\n"
+        "from vidclip.ingest.watchdog import StallWatchdog\n"
+        "from vidclip.errors import StallError\n"
+        "assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN\n"
+        "dog = StallWatchdog(2.0, lambda: 'a result', lambda: 'nothing')\n"
+        "try:\n"
+        "    with dog:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)  # an outside Ctrl-C: still ignored\n"
+        "        queue.Queue().get(timeout=60)\n"
+        "except StallError as exc:\n"
+        "    print('STALL', exc); sys.exit(3)\n"
+        "print('NO STALL')\n"
+    )
+    t0 = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert done.stdout.startswith("STALL no progress for") and time.monotonic() - t0 < 50
+
+
 def test_start_up_allowance_then_the_stall_timeout():
     import threading
 

@@ -112,11 +112,25 @@ class StallWatchdog:
             raise StallError(self.message) from None
 
     def __enter__(self) -> "StallWatchdog":
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            # A job started in the background (`vidclip ingest ... &`, nohup, some schedulers)
+            # inherits SIGINT *ignored*: the watchdog's interrupt would be dropped and a stall
+            # would hang for good.  While watching, SIGINT is handled; Ctrl-C keeps its meaning.
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._on_sigint)
         self._thread.start()
         return self
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.message is not None or self._previous is not signal.SIG_IGN:
+            raise KeyboardInterrupt
+        # SIGINT was ignored before the job began and this one is not the watchdog's: ignore it
 
     def __exit__(self, exc_type, exc, tb) -> None:
         with self._lock:
             self._done.set()
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
         if exc_type is KeyboardInterrupt:
             self.raise_if_stalled()
