@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import pickle
+import queue as queue_mod
+import threading
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -22,7 +24,7 @@ import numpy as np
 
 from vidclip.ingest.committer import CommitPolicy, Committer
 from vidclip.config import DecodeConfig, ModelConfig, SamplingConfig
-from vidclip.errors import MediaError
+from vidclip.errors import MediaError, StallError
 from vidclip.model.geometry import FrameGeometry
 from vidclip.ingest.video import Failure, IngestReport, Skip, Work, finish_video, triage
 from vidclip.store.store import Store
@@ -153,12 +155,61 @@ def _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sa
     waiting["for"] = lambda: _waiting_for(
         ray, f"results for {len(work) - len(finished)} video(s) from the Ray pipeline",
         "decode tasks", f"; {decode_workers} decode worker(s) wanted")
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+    for batch in _watched(ds.iter_batches(batch_size=None, batch_format="numpy"), watchdog):
         watchdog.tick()
         _take_batch(batch, pending, finished, work, complete, committer)
     for vid, item in work.items():
         if vid not in finished:
             committer.failed(item, "no result from the Ray pipeline (worker lost)")
+
+
+_END = object()
+
+
+def _watched(batches, watchdog: StallWatchdog):
+    """Ray Data's batches, pulled on a thread of their own, so this (main) thread waits with a
+    timeout and sees the watchdog's verdict itself.  A driver joined to a cluster that lost a node
+    was seen to stay in Ray Data's iterator through every SIGINT the watchdog sent."""
+    box: queue_mod.Queue = queue_mod.Queue(maxsize=2)  # a little read-ahead; Ray Data backpressures the rest
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        box.put(batch, timeout=0.5)
+                        break
+                    except queue_mod.Full:
+                        continue
+                if stop.is_set():
+                    return
+            item = _END
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+            item = exc
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.5)
+                return
+            except queue_mod.Full:
+                continue
+
+    threading.Thread(target=pump, name="vidclip-ray-batches", daemon=True).start()
+    try:
+        while True:
+            try:
+                item = box.get(timeout=1.0)
+            except queue_mod.Empty:
+                if watchdog.message is not None:
+                    raise StallError(watchdog.message) from None
+                continue
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 def _take_batch(batch, pending, finished, work, complete, committer) -> None:
