@@ -173,26 +173,24 @@ def _watched(batches, watchdog: StallWatchdog):
     box: queue_mod.Queue = queue_mod.Queue(maxsize=2)  # a little read-ahead; Ray Data backpressures the rest
     stop = threading.Event()
 
-    def pump() -> None:
-        try:
-            for batch in batches:
-                while not stop.is_set():
-                    try:
-                        box.put(batch, timeout=0.5)
-                        break
-                    except queue_mod.Full:
-                        continue
-                if stop.is_set():
-                    return
-            item = _END
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
-            item = exc
+    def offer(item) -> bool:
+        """Put `item` unless the consumer has gone; False once it has."""
         while not stop.is_set():
             try:
                 box.put(item, timeout=0.5)
-                return
+                return True
             except queue_mod.Full:
                 continue
+        return False
+
+    def pump() -> None:
+        try:
+            for batch in batches:
+                if not offer(batch):
+                    return
+            offer(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+            offer(exc)
 
     threading.Thread(target=pump, name="vidclip-ray-batches", daemon=True).start()
     try:

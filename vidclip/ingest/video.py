@@ -1,4 +1,5 @@
-"""Ingestion stages, and the in-process loop that chains them.
+"""One video's way through ingest: the stage functions both loops share (ingest/runner.py in process,
+pipelines/ on Ray).
 
 Stages talk through plain data so the Ray pipeline (pipelines/) can run the same
 functions in workers:
@@ -29,6 +30,7 @@ from vidclip.ingest.sampling import SamplePlan, plan_samples, select_for_clip
 from vidclip.store.schema import FAILED, OK, frame_schema, segment_schema, vectors_array
 
 log = logging.getLogger("vidclip")
+
 
 # -- results ----------------------------------------------------------------------------------------
 @dataclass
