@@ -82,7 +82,7 @@ def run_on_ray(
     with watchdog, ray_session(options) as ray:
         hashed = {"n": 0}
         waiting["for"] = lambda: _waiting_for(ray, f"Ray tasks hashing the inputs ({hashed['n']} done)", "hash tasks")
-        hasher = _ray_hasher(ray)
+        hasher = _ray_hasher(ray, decode.storage)
         work: dict[str, Work] = {}
         for item in triage(entries, store.sources(), store.video_status(), retry_failed, hasher, options.hash_batch):
             watchdog.tick(started=False)
@@ -244,13 +244,13 @@ def _waiting_for(ray, what: str, tasks: str, wanted: str = "") -> str:
     return "; ".join(parts)
 
 
-def _ray_hasher(ray):
-    """Hash files in parallel Ray tasks, a chunk of uris per task."""
+def _ray_hasher(ray, storage):
+    """Hash files (and objects) in parallel Ray tasks, a chunk of uris per task."""
     remote = ray.remote(num_cpus=1)(hash_chunk)
 
     def hasher(uris: list[str]) -> dict[str, str]:
         step = max(1, len(uris) // 8)
-        refs = [remote.remote(uris[i : i + step]) for i in range(0, len(uris), step)]
+        refs = [remote.remote(uris[i : i + step], storage) for i in range(0, len(uris), step)]
         out: dict[str, str] = {}
         for part in ray.get(refs):
             out.update(part)

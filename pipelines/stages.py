@@ -81,7 +81,7 @@ class EncodeActor:
         }
 
 
-def hash_chunk(uris: list[str]) -> dict[str, str]:
+def hash_chunk(uris: list[str], storage) -> dict[str, str]:
     from vidclip.ingest.video import hash_files
 
-    return hash_files(uris)
+    return hash_files(uris, storage)

@@ -21,7 +21,7 @@ LAYERS = [
     ("vidclip.ingest",),
     ("vidclip.model",),
     ("vidclip.store",),
-    ("vidclip.config", "vidclip.errors", "vidclip.container"),
+    ("vidclip.config", "vidclip.errors", "vidclip.container", "vidclip.objectstore"),
     ("temporal",),
 ]
 

@@ -7,7 +7,9 @@ every later open.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+
+from vidclip.objectstore import ObjectStorage
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
@@ -84,6 +86,7 @@ class DecodeConfig:
     timeout_s: float = 120.0
     isolate: bool = True
     job: str = "vidclip.ingest.video:decode_job"
+    storage: ObjectStorage = field(default_factory=ObjectStorage)  # how to read s3:// / gs:// / az:// inputs
 
     def __post_init__(self) -> None:
         from vidclip.errors import InputError

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import TYPE_CHECKING, Iterable
@@ -17,6 +18,7 @@ import numpy as np
 
 from vidclip.config import DEFAULT_MODEL, DEFAULT_PRETRAINED, DecodeConfig, ModelConfig, SamplingConfig
 from vidclip.errors import QueryError, StoreMismatchError
+from vidclip.objectstore import ObjectStorage
 from vidclip.ingest.video import IngestReport
 from vidclip.query import embedding
 from vidclip.query.hybrid import check_fusion, search_hybrid
@@ -168,9 +170,13 @@ class Library:
         commit = commit or CommitPolicy()
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        entries = list(list_inputs([str(p) for p in paths]))
+        if not decode.storage.options and self.store.storage_options:
+            # Inputs on object storage are read with the store's own options unless told otherwise.
+            decode = dataclasses.replace(decode, storage=ObjectStorage.of(self.store.storage_options))
+        # Listed before anything is written: a bad path or an unreadable bucket leaves no store behind.
+        entries = list(list_inputs([str(p) for p in paths], storage=decode.storage))
         if metadata is not None:
-            entries = merge_sidecar(entries, str(metadata))
+            entries = merge_sidecar(entries, str(metadata), decode.storage)
         sampling = self._sampling(sampling)
         spec = self.store.meta.get("temporal") or {"name": DEFAULT_TEMPORAL}
         settings = {"sampling": sampling.to_dict(), "temporal": spec}

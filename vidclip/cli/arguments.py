@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 
-from vidclip.errors import InputError
-
 
 def _number(text: str, kind, what: str):
     try:
@@ -48,13 +46,22 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
 
 
-def storage_options(pairs: list[str]) -> dict | None:
-    options = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise InputError(f"--storage-option expects KEY=VALUE, got {pair!r}")
-        options[key] = value
+def add_store_args(p: argparse.ArgumentParser, help: str = "the store: a directory, or s3:// gs:// az:// URI") -> None:
+    """--db and how to reach it: every command that opens a store takes the same storage options."""
+    p.add_argument("--db", required=True, help=help)
+    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="object-store option for the store and for s3:// gs:// az:// inputs, e.g. aws_region=eu-west-1, "
+                        "aws_endpoint=http://host:9000, allow_http=true (repeatable; keys as in Lance's docs)")
+    p.add_argument("--storage-options-file", metavar="FILE",
+                   help="KEY=VALUE lines (an env file) of storage options; --storage-option wins over it")
+
+
+def storage_options(args) -> dict | None:
+    """The storage options a command was given, checked against the keys its --db's object store takes."""
+    from vidclip.objectstore import check_options, parse_pairs
+
+    options = parse_pairs(getattr(args, "storage_option", []), getattr(args, "storage_options_file", None))
+    check_options(getattr(args, "db", None), options)
     return options or None
 
 
@@ -64,7 +71,7 @@ def open_library(args, create: bool):
 
     return vidclip.open(
         args.db,
-        storage_options=storage_options(getattr(args, "storage_option", [])),
+        storage_options=storage_options(args),
         model=getattr(args, "model", None),
         pretrained=getattr(args, "pretrained", None),
         model_config=getattr(args, "model_config", None),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from vidclip.cli.arguments import add_store_args, storage_options
 from vidclip.cli.arguments import positive_int as _positive_int
 
 
@@ -16,7 +17,7 @@ def add_parsers(subparsers) -> None:
     from vidclip.store.index import DEFAULT_INDEX_TYPE, EXACT_THRESHOLD
 
     p = subparsers.add_parser("index", help="build ANN indexes on clip/video vectors (exact search below a size threshold)")
-    p.add_argument("--db", required=True, help="store directory")
+    add_store_args(p)
     p.add_argument("--threshold", type=_positive_int, default=EXACT_THRESHOLD,
                    help=f"tables with fewer rows stay on exact search (default {EXACT_THRESHOLD})")
     p.add_argument("--force", action="store_true", help="index even below the threshold")
@@ -30,7 +31,7 @@ def cmd_index(args) -> int:
     from vidclip.store.index import build_index, index_status
     from vidclip.store.store import Store
 
-    store = Store.open(args.db)
+    store = Store.open(args.db, storage_options=storage_options(args))
     if args.status:
         report = index_status(store)
     else:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 
-from vidclip.cli.arguments import add_model_args, open_library, positive_float, positive_int
+from vidclip.cli.arguments import add_model_args, add_store_args, open_library, positive_float, positive_int, storage_options
 from vidclip.config import SAMPLING_MODES
-from vidclip.errors import InputError
 
 
 def add_parsers(sub) -> None:
     """Add the ingest and prune subcommands."""
-    p = sub.add_parser("ingest", help="add videos (files or folders, recursively) to a store")
-    p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--db", required=True, help="store directory (created if missing)")
+    p = sub.add_parser("ingest", help="add videos (files, folders, s3:// gs:// az:// prefixes, manifests) to a store")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="video files, folders (recursive), object-store prefixes or objects, CSV/JSONL/Parquet manifests")
+    add_store_args(p, help="the store: a directory or an s3:// gs:// az:// URI (created by the first commit)")
     add_model_args(p)
     p.add_argument("--sampling", choices=SAMPLING_MODES,
                    help="fps: frames at --fps; uniform: --max-frames per clip; keyframes: the keyframe at or "
@@ -39,28 +38,25 @@ def add_parsers(sub) -> None:
                    help="videos decoded at once: Ray tasks (default: CPUs - 1), or with --local decode "
                         "child processes feeding this process's encoder (default 1)")
     p.add_argument("--encode-actors", type=positive_int, help="encoder actors on Ray (default: one per GPU, else 1)")
-    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="LanceDB storage option for an object-store --db (repeatable)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
     p = sub.add_parser("prune", help="forget files that no longer exist and delete their videos")
-    p.add_argument("--db", required=True)
+    add_store_args(p)
     p.add_argument("--json", action="store_true")
 
 
 def cmd_ingest(args) -> int:
     from vidclip.config import DecodeConfig, SamplingConfig
+    from vidclip.objectstore import ObjectStorage
 
-    missing = [p for p in args.paths if not os.path.exists(p)]
-    if missing:
-        raise InputError(f"{missing[0]}: no such file or directory")
-    lib = open_library(args, create=True)
+    lib = open_library(args, create=True)  # nothing is written before the inputs are listed
     sampling = None
     given = {k: v for k, v in (("mode", args.sampling), ("fps", args.fps), ("clip_seconds", args.clip_seconds), ("max_frames", args.max_frames)) if v is not None}
     if given:
         recorded = lib.store.meta.get("sampling") or {}
         sampling = SamplingConfig(**{**recorded, **given})
-    decode = DecodeConfig(timeout_s=args.decode_timeout, max_pixels=args.max_pixels)
+    decode = DecodeConfig(timeout_s=args.decode_timeout, max_pixels=args.max_pixels,
+                          storage=ObjectStorage.of(storage_options(args)))
     ray = False
     if not args.local:
         from pipelines.options import JobOptions

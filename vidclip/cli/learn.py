@@ -11,13 +11,14 @@ import json
 
 from vidclip.cli.arguments import fraction as _fraction
 from vidclip.cli.arguments import positive_float as _positive_float
+from vidclip.cli.arguments import add_store_args, storage_options
 from vidclip.cli.arguments import positive_int as _positive_int
 
 
 def add_parsers(subparsers) -> None:
     """Add the train, eval and reindex subcommands (`subparsers` already carries the parser class)."""
     p = subparsers.add_parser("train", help="train a temporal module on captions and the store's frame vectors")
-    p.add_argument("--db", required=True, help="store directory")
+    add_store_args(p)
     p.add_argument("--captions", required=True, metavar="FILE",
                    help="captions: .jsonl/.json/.csv rows of video, caption[, start_s, end_s], or MSR-VTT files")
     p.add_argument("--out", required=True, metavar="DIR", help="checkpoint directory to write (config, weights, metrics.json)")
@@ -33,7 +34,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the training report (metrics.json) as JSON")
 
     p = subparsers.add_parser("eval", help="text<->video retrieval metrics (CLIP4Clip protocol) on captions")
-    p.add_argument("--db", required=True, help="store directory")
+    add_store_args(p)
     p.add_argument("--captions", required=True, metavar="FILE", help="captions (same formats as train)")
     p.add_argument("--temporal", metavar="mean|CKPT_DIR", help="temporal module (default: the store's own)")
     p.add_argument("--skip-missing", action="store_true", help="skip captions of videos not in the store")
@@ -41,7 +42,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
     p = subparsers.add_parser("reindex", help="recompute clip and video vectors from stored frames with a temporal module")
-    p.add_argument("--db", required=True, help="store directory")
+    add_store_args(p)
     p.add_argument("--temporal", required=True, metavar="mean|CKPT_DIR", help="'mean' or a checkpoint from 'vidclip train'")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -57,7 +58,7 @@ def add_parsers(subparsers) -> None:
 def _library(args):
     import vidclip
 
-    return vidclip.open(args.db, device=getattr(args, "device", "auto"), create=False)
+    return vidclip.open(args.db, device=getattr(args, "device", "auto"), create=False, storage_options=storage_options(args))
 
 
 def cmd_train(args) -> int:
@@ -110,7 +111,7 @@ def cmd_reindex(args) -> int:
     from vidclip.learn.reindex import reindex
     from vidclip.store.store import Store
 
-    store = Store.open(args.db)
+    store = Store.open(args.db, storage_options=storage_options(args))
     report = reindex(store, args.temporal, progress=not args.json)
     if args.json:
         print(json.dumps(report.to_dict()))

@@ -9,6 +9,7 @@ import sys
 
 from vidclip.cli import bench, demo, index, ingest, learn, query, store
 from vidclip.errors import VidclipError
+from vidclip.objectstore import describe_connection_failure
 from vidclip.store.storage import describe_storage_failure
 
 EXIT_ERROR = 2
@@ -47,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_ERROR
         if isinstance(exc, BrokenPipeError):
             return _quiet_broken_pipe()
-        storage = describe_storage_failure(exc, getattr(args, "db", None))
+        db = getattr(args, "db", None)
+        storage = (describe_connection_failure(exc, db, _storage_options(args)) if db else None) \
+            or describe_storage_failure(exc, db)
         if storage is None:
             raise
         print(f"vidclip: error: {storage}", file=sys.stderr)
@@ -55,6 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vidclip: interrupted", file=sys.stderr)
         return 130
+
+
+def _storage_options(args) -> dict | None:
+    """The command's storage options, for naming the endpoint in a failure (None if they don't parse)."""
+    from vidclip.objectstore import parse_pairs
+
+    try:
+        return parse_pairs(getattr(args, "storage_option", []), getattr(args, "storage_options_file", None))
+    except VidclipError:
+        return None
 
 
 def _quiet_broken_pipe() -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from vidclip.cli.arguments import add_model_args, open_library
+from vidclip.cli.arguments import add_model_args, add_store_args, open_library, storage_options
 from vidclip.cli.arguments import positive_int as _positive_int
 from vidclip.errors import InputError
 
@@ -16,7 +16,7 @@ from vidclip.errors import InputError
 def add_parsers(subparsers) -> None:
     p = subparsers.add_parser("search", help="search a store by text or image")
     p.add_argument("query", nargs="?", help="text query (omit with --image)")
-    p.add_argument("--db", required=True)
+    add_store_args(p)
     p.add_argument("--image", help="image file to use as the query")
     p.add_argument("-k", type=_positive_int, default=10, help="number of hits (default 10)")
     p.add_argument("--per-video", type=_positive_int, default=1, help="hits allowed per video (default 1)")
@@ -33,7 +33,7 @@ def add_parsers(subparsers) -> None:
 
     p = subparsers.add_parser("classify", help="zero-shot classify videos (or clips) into LABELs with CLIP prompts")
     p.add_argument("labels", nargs="+", metavar="LABEL", help="two or more class names")
-    p.add_argument("--db", required=True, help="store directory")
+    add_store_args(p)
     p.add_argument("--level", choices=["video", "clip"], default="video")
     p.add_argument("--template", action="append", metavar="T",
                    help="prompt template with one '{}' (repeatable; default: the built-in video templates)")
@@ -82,7 +82,7 @@ def _clock(seconds: float) -> str:
 def cmd_classify(args) -> int:
     import vidclip
 
-    lib = vidclip.open(args.db, device=args.device, create=False)
+    lib = vidclip.open(args.db, device=args.device, create=False, storage_options=storage_options(args))
     result = lib.classify(args.labels, templates=args.template, level=args.level, k=args.k)
     rows = result.to_dicts()
     if args.json:

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import json
 
-from vidclip.cli.arguments import open_library, storage_options
+from vidclip.cli.arguments import add_store_args, open_library, storage_options
 
 
 def add_parsers(sub) -> None:
     """Add the status and check subcommands."""
     p = sub.add_parser("status", help="counts and settings of a store")
-    p.add_argument("--db", required=True)
+    add_store_args(p)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("check", help="read every table; report damage per table and per video (--repair heals it)")
-    p.add_argument("--db", required=True)
+    add_store_args(p)
     p.add_argument("--repair", action="store_true",
                    help="rebuild damaged tables from their readable rows; videos that lost rows are ingested again "
                         "by the next ingest")
-    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true")
 
 
@@ -47,7 +46,7 @@ def cmd_check(args) -> int:
     from vidclip.store.integrity import check_store, repair_store
     from vidclip.store.store import Store
 
-    store = Store.open(args.db, storage_options=storage_options(args.storage_option))
+    store = Store.open(args.db, storage_options=storage_options(args))
     report = check_store(store)
     out: dict = {"check": report.to_dict()}
     if not args.json:

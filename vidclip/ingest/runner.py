@@ -14,6 +14,7 @@ encoder batch plus the frame vectors of the videos in flight (a few KB per sampl
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue as queue_mod
 import threading
@@ -26,7 +27,7 @@ import numpy as np
 from vidclip.config import DecodeConfig, SamplingConfig
 from vidclip.errors import InputError, MediaError
 from vidclip.ingest.committer import CommitPolicy, Committer
-from vidclip.ingest.video import Failure, IngestReport, Skip, VideoFacts, Work, finish_video, triage
+from vidclip.ingest.video import Failure, IngestReport, Skip, VideoFacts, Work, finish_video, hash_files, triage
 from vidclip.model.geometry import FrameGeometry
 from vidclip.ingest.sandbox import CHUNK, FACTS, make_decoder
 from vidclip.ingest.watchdog import DEFAULT_STALL_S, StallWatchdog
@@ -164,7 +165,8 @@ def run_in_process(
         decoders = [stack.enter_context(make_decoder(decode.job, decode.timeout_s, decode.isolate))
                     for _ in range(decode_workers)]
         committer = Committer.begin(store, encoder.dim, commit, progress, total)
-        items = triage(entries, store.sources(), store.video_status(), retry_failed)
+        items = triage(entries, store.sources(), store.video_status(), retry_failed,
+                       functools.partial(hash_files, storage=decode.storage))
         budget = int(PREFETCH_BATCHES * encoder.batch_size)
         current: dict[int, str] = {}  # id(work item) -> uri, the videos being decoded
 

@@ -25,6 +25,7 @@ from vidclip.errors import DecodeError, MediaError
 
 # Messages from a decode job, in order: ("facts", VideoFacts), ("chunk", FrameChunk)*, ("done", dict)
 FACTS, CHUNK, DONE, ERROR = "facts", "chunk", "done", "error"
+PROGRESS = "progress"  # ("progress", n): still working (e.g. copying an object); resets the timeout, not passed on
 
 
 def resolve(entry_point: str) -> Callable:
@@ -126,6 +127,8 @@ class DecodeSandbox:
                     code = self._reap()
                     raise DecodeError(path, f"decoder process crashed ({describe_exit(code)})") from None
                 kind = message[0]
+                if kind == PROGRESS:
+                    continue
                 if kind == ERROR:
                     finished = True
                     raise DecodeError(path, message[1])
@@ -185,7 +188,9 @@ class InlineDecoder:
     def run(self, *job) -> Iterator[tuple]:
         path = str(job[0])
         try:
-            yield from self._fn(*job)
+            for message in self._fn(*job):
+                if message[0] != PROGRESS:
+                    yield message
         except MediaError as exc:
             raise DecodeError(path, exc.reason) from None
 

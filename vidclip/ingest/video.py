@@ -27,6 +27,7 @@ from vidclip.errors import MediaError, StoreError
 from vidclip.ingest.manifest import Entry, content_id, uri_id
 from vidclip.ingest.probe import VideoInfo, probe
 from vidclip.ingest.sampling import SamplePlan, plan_samples, select_for_clip
+from vidclip.objectstore import ObjectStorage, describe_connection_failure, is_remote
 from vidclip.store.schema import FAILED, OK, frame_schema, segment_schema, vectors_array
 
 log = logging.getLogger("vidclip")
@@ -78,14 +79,20 @@ class Failure:
 Hasher = Callable[[list[str]], "dict[str, str]"]  # uris -> content id, or "!" + error for unreadable files
 
 
-def hash_files(uris: list[str]) -> dict[str, str]:
-    """Content ids of files, sequentially; an unreadable file maps to "!<reason>"."""
+def hash_files(uris: list[str], storage: ObjectStorage = ObjectStorage()) -> dict[str, str]:
+    """Content ids of files and objects, sequentially; an unreadable one maps to "!<reason>"."""
+    from vidclip.ingest import remote
+
     out = {}
     for uri in uris:
         try:
-            out[uri] = content_id(uri)
+            out[uri] = remote.content_id(uri, storage) if is_remote(uri) else content_id(uri)
         except OSError as exc:
-            out[uri] = f"!cannot read file ({exc.strerror or exc})"
+            if is_remote(uri):
+                reason = describe_connection_failure(exc, uri, storage.as_dict()) or " ".join(str(exc).split())[:200]
+                out[uri] = f"!cannot read object ({reason.removeprefix(uri + ': ')})"
+            else:
+                out[uri] = f"!cannot read file ({exc.strerror or exc})"
     return out
 
 
@@ -162,9 +169,19 @@ def read_video(path: str, sampling: SamplingConfig, decode: DecodeConfig, geomet
 
 def decode_job(path: str, sampling: SamplingConfig, decode: DecodeConfig, geometry) -> Iterator[tuple]:
     """The decode stage as a stream of messages (run in a sandbox child, a Ray task, or inline):
-    ("facts", VideoFacts), then ("chunk", FrameChunk) per chunk, then ("done", {decoder, note, missing})."""
-    from vidclip.ingest.sandbox import CHUNK, DONE, FACTS
+    ("facts", VideoFacts), then ("chunk", FrameChunk) per chunk, then ("done", {decoder, note, missing}).
+    An object-store input is first copied to a spool file (ingest/remote.py), with ("progress", n)
+    messages while it copies."""
+    from vidclip.ingest.sandbox import CHUNK, DONE, FACTS, PROGRESS
 
+    if is_remote(path):
+        from vidclip.ingest.remote import Spool
+
+        with Spool(path, decode.storage) as spool:
+            for copied in spool.fill():
+                yield (PROGRESS, copied)
+            yield from decode_job(spool.path, sampling, decode, geometry)
+        return
     facts, reader = read_video(path, sampling, decode, geometry)
     yield (FACTS, facts)
     for chunk in reader.chunks():

@@ -78,11 +78,20 @@ class Store:
         self.directory = VideoDirectory()  # in-memory video_id -> uri of ok videos (vidclip/store/exact.py)
         self._lease = None  # the writer lease, while this handle writes (vidclip/store/lease.py)
         self._quick_checked = None  # table versions the last integrity quick check passed at
+        self.storage_options: dict = {}  # as opened: object-store inputs are read with them too
+        self.pending = False  # opened with create=True where no store exists yet: created by its first writer
 
     # -- opening ----------------------------------------------------------------------------------
     @classmethod
     def open(cls, uri: str, create: bool = False, storage_options: dict | None = None) -> "Store":
+        """Open the store at `uri`.  With create=True a missing store is *pending*: nothing is
+        written until the first writer (`writing`) or the first table read creates it, so a command
+        that fails before it (a bad input path, an unreadable bucket) leaves nothing behind."""
+        from vidclip.objectstore import check_options, check_uri, describe_connection_failure
+
         uri = str(uri)
+        check_uri(uri)
+        check_options(uri, storage_options)
         local = "://" not in uri
         if local:
             if os.path.exists(uri) and not os.path.isdir(uri):
@@ -99,8 +108,10 @@ class Store:
             db = lancedb.connect(uri, storage_options=storage_options, read_consistency_interval=timedelta(0))
             names = set(db.list_tables().tables)
         except (OSError, ValueError, RuntimeError) as exc:
-            raise StoreError(f"{uri}: cannot open store ({' '.join(str(exc).split())[:200]})") from None
+            described = describe_connection_failure(exc, uri, storage_options)
+            raise StoreError(described or f"{uri}: cannot open store ({' '.join(str(exc).split())[:200]})") from None
         store = cls(db, uri)
+        store.storage_options = dict(storage_options or {})
         if "meta" in names and store._unfinished(names):
             # Creation was interrupted (a kill, a full disk) before its final commit, the schema row:
             # the tables hold nothing, so the next writer clears them and creates the store again.
@@ -114,23 +125,40 @@ class Store:
             names -= _CREATED
         if "meta" not in names:
             if not create:
+                if not names:
+                    raise StoreError(f"{uri}: no vidclip store here (run 'vidclip ingest ... --db {uri}' first)")
                 raise StoreError(f"{uri}: not a vidclip store (no 'meta' table)")
             if names:
                 raise StoreError(f"{uri}: holds other LanceDB tables but is not a vidclip store")
-            try:
-                db.create_table("meta", schema=META_SCHEMA)
-                db.create_table("videos", schema=VIDEO_SCHEMA)
-                db.create_table("sources", schema=SOURCE_SCHEMA)
-                # The schema row is the store's last creation commit: without it, the store is unfinished.
-                store.set_meta({"schema_version": SCHEMA_VERSION})
-            except (OSError, ValueError, RuntimeError) as exc:
-                raise StoreError(f"{uri}: cannot create store ({' '.join(str(exc).split())[:200]}); "
-                                 "once the cause is fixed, the next ingest finishes it") from None
-        version = store.meta.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise StoreError(f"{uri}: store schema version {version} is not supported (expected {SCHEMA_VERSION})")
-        store._add_missing_video_columns()
+            store.pending = True
+            return store
+        store._check_version()
         return store
+
+    def _create(self) -> None:
+        """Write a pending store's tables; the schema row is the last creation commit."""
+        try:
+            self._db.create_table("meta", schema=META_SCHEMA)
+            self._db.create_table("videos", schema=VIDEO_SCHEMA)
+            self._db.create_table("sources", schema=SOURCE_SCHEMA)
+            self.pending = False
+            # The schema row is the store's last creation commit: without it, the store is unfinished.
+            self.set_meta({"schema_version": SCHEMA_VERSION})
+        except (OSError, ValueError, RuntimeError) as exc:
+            self.pending = True
+            self._tables.clear()
+            from vidclip.objectstore import describe_connection_failure
+
+            described = describe_connection_failure(exc, self.uri, None)
+            raise StoreError(described or f"{self.uri}: cannot create store ({' '.join(str(exc).split())[:200]}); "
+                             "once the cause is fixed, the next ingest finishes it") from None
+        self._check_version()
+
+    def _check_version(self) -> None:
+        version = self.meta.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"{self.uri}: store schema version {version} is not supported (expected {SCHEMA_VERSION})")
+        self._add_missing_video_columns()
 
     def _unfinished(self, names: set) -> bool:
         """True when the store's creation never reached its schema row and nothing was stored:
@@ -159,6 +187,8 @@ class Store:
     def table(self, name: str):
         tbl = self._tables.get(name)
         if tbl is None:
+            if self.pending:
+                self._create()
             try:
                 tbl = self._db.open_table(name)
             except (ValueError, FileNotFoundError) as exc:
@@ -172,7 +202,10 @@ class Store:
     # -- metadata ---------------------------------------------------------------------------------
     @property
     def meta(self) -> dict:
-        """The store's settings; re-read whenever another process (e.g. a reindex) committed to them."""
+        """The store's settings; re-read whenever another process (e.g. a reindex) committed to them.
+        A pending store has none yet."""
+        if self.pending:
+            return {}
         tbl = self.table("meta")
         version = tbl.version
         if self._meta is None or version != self._meta_version:
@@ -311,6 +344,9 @@ class Store:
             yield self
             return
         from vidclip.store.lease import WriterLease
+
+        if self.pending:
+            self._create()
 
         lease = WriterLease(self._db, self.uri, what).acquire(wait_s)
         self._lease = lease
