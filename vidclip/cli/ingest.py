@@ -49,6 +49,12 @@ def cmd_ingest(args) -> int:
     from vidclip.config import DecodeConfig, SamplingConfig
     from vidclip.objectstore import ObjectStorage
 
+    if not args.local:  # a dead cluster address is one line in seconds, before anything is written
+        from pipelines.cluster import check_reachable, cluster_address
+
+        address, source = cluster_address(args.ray_address)
+        if address:
+            check_reachable(address, source)
     lib = open_library(args, create=True)  # nothing is written before the inputs are listed
     sampling = None
     given = {k: v for k, v in (("mode", args.sampling), ("fps", args.fps), ("clip_seconds", args.clip_seconds), ("max_frames", args.max_frames)) if v is not None}
