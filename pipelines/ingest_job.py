@@ -14,36 +14,25 @@ answered for is recorded as failed, never lost.
 from __future__ import annotations
 
 import logging
-import pickle
 import queue as queue_mod
 import threading
-from dataclasses import dataclass, field
 from typing import Iterable
-
-import numpy as np
 
 from vidclip.ingest.committer import CommitPolicy, Committer
 from vidclip.config import DecodeConfig, ModelConfig, SamplingConfig
-from vidclip.errors import MediaError, StallError
+from vidclip.errors import StallError
 from vidclip.model.geometry import FrameGeometry
-from vidclip.ingest.video import Failure, IngestReport, Skip, Work, finish_video, triage
+from vidclip.ingest.video import Failure, IngestReport, Skip, Work, triage
 from vidclip.store.store import Store
 from vidclip.ingest.watchdog import DEFAULT_STALL_S, StallWatchdog
 
+from pipelines.assembly import Assembler
 from pipelines.cluster import ray_session
 from pipelines.options import JobOptions
-from pipelines.stages import END, ERROR, FRAME, EncodeActor, decode_rows, hash_chunk
+from pipelines.stages import EncodeActor, decode_rows, hash_chunk
 
 log = logging.getLogger("vidclip")
 RAY_START_S = 900.0  # the stall allowance before the pipeline's first result (worker start-up)
-
-
-@dataclass
-class _Pending:
-    work: Work
-    vectors: dict = field(default_factory=dict)  # plan position -> (D,) float32
-    facts: object = None
-    done: dict | None = None
 
 
 def run_on_ray(
@@ -129,38 +118,16 @@ def _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sa
         **placement,
     )
     log.info("ray: %d video(s), %d decode worker(s), %d encoder actor(s) on %s", len(rows), decode_workers, actors, "GPU" if gpus >= 1 else "CPU")
-    pending: dict[str, _Pending] = {}
-    finished: set[str] = set()
-
-    def complete(vid: str) -> None:
-        p = pending[vid]
-        if p.done is None or len(p.vectors) < p.done["delivered"]:
-            return
-        del pending[vid]
-        finished.add(vid)
-        facts = p.facts
-        k = len(facts.plan.frame_index)
-        vectors = np.zeros((k, dim), np.float32)  # (K, D)
-        have = np.zeros(k, bool)  # (K,)
-        for pos, vec in p.vectors.items():
-            vectors[pos] = vec
-            have[pos] = True
-        try:
-            rows = finish_video(p.work, facts, vectors, have, aggregator, temporal_name, sampling.max_frames, p.done["decoder"], p.done["note"])
-        except MediaError as exc:
-            committer.failed(p.work, exc.reason)
-            return
-        committer.finished(p.work, rows)
+    assembler = Assembler(work, dim, aggregator, temporal_name, sampling.max_frames, committer)
 
     waiting["for"] = lambda: _waiting_for(
-        ray, f"results for {len(work) - len(finished)} video(s) from the Ray pipeline",
+        ray, f"results for {len(work) - len(assembler.finished)} video(s) from the Ray pipeline",
         "decode tasks", f"; {decode_workers} decode worker(s) wanted")
     for batch in _watched(ds.iter_batches(batch_size=None, batch_format="numpy"), watchdog):
         watchdog.tick()
-        _take_batch(batch, pending, finished, work, complete, committer)
-    for vid, item in work.items():
-        if vid not in finished:
-            committer.failed(item, "no result from the Ray pipeline (worker lost)")
+        assembler.take(batch)
+    for item in assembler.unanswered():
+        committer.failed(item, "no result from the Ray pipeline (worker lost)")
 
 
 _END = object()
@@ -208,25 +175,6 @@ def _watched(batches, watchdog: StallWatchdog):
             yield item
     finally:
         stop.set()
-
-
-def _take_batch(batch, pending, finished, work, complete, committer) -> None:
-    for vid, kind, pos, vec, meta in zip(batch["video_id"], batch["kind"], batch["position"], batch["vector"], batch["meta"]):
-        vid = str(vid)
-        if vid in finished:
-            continue  # a retried task delivering rows of a video already committed
-        p = pending.setdefault(vid, _Pending(work[vid]))
-        if kind == FRAME:
-            p.vectors[int(pos)] = np.frombuffer(vec, np.float32)
-        elif kind == END:
-            p.facts, p.done = pickle.loads(meta)
-            p.done = dict(p.done, delivered=len(p.facts.plan.frame_index) - p.done["missing"])
-        elif kind == ERROR:
-            del pending[vid]
-            finished.add(vid)
-            committer.failed(p.work, bytes(meta).decode())
-            continue
-        complete(vid)
 
 
 def _waiting_for(ray, what: str, tasks: str, wanted: str = "") -> str:
