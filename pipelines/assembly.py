@@ -21,7 +21,9 @@ from pipelines.stages import END, ERROR, FRAME
 @dataclass
 class _Pending:
     work: Work
-    vectors: dict = field(default_factory=dict)  # plan position -> (D,) float32
+    positions: list = field(default_factory=list)  # (n,) int64 plan positions, per delivery
+    vectors: list = field(default_factory=list)  # (n, D) float32, per delivery
+    seen: set = field(default_factory=set)  # distinct plan positions delivered (a retry may repeat some)
     facts: object = None
     done: dict | None = None
 
@@ -35,27 +37,46 @@ class Assembler:
         self.finished: set[str] = set()
 
     def take(self, batch: dict) -> None:
-        """One batch of encoder rows (numpy columns video_id, kind, position, vector, meta)."""
-        for vid, kind, pos, vec, meta in zip(batch["video_id"], batch["kind"], batch["position"], batch["vector"], batch["meta"]):
-            vid = str(vid)
+        """One batch of encoder rows (numpy columns video_id, kind, position, vector, meta).  Frame
+        rows are unpacked a video at a time with numpy, not a row at a time: the driver's Python
+        work per batch grows with the videos in it, not with its frames."""
+        vids = np.asarray(batch["video_id"]).astype(str)  # (N,)
+        kinds = np.asarray(batch["kind"])  # (N,)
+        frames = np.flatnonzero(kinds == FRAME)  # (F,)
+        touched: list[str] = []
+        if len(frames):
+            vectors = np.frombuffer(b"".join(batch["vector"][frames]), np.float32).reshape(len(frames), self.dim)  # (F, D)
+            positions = np.asarray(batch["position"])[frames].astype(np.int64)  # (F,)
+            frame_vids = vids[frames]  # (F,)
+            for vid in dict.fromkeys(frame_vids.tolist()):  # each video once, in order of arrival
+                if vid in self.finished:
+                    continue  # a retried task delivering rows of a video already committed
+                sel = frame_vids == vid
+                p = self.pending.setdefault(vid, _Pending(self.work[vid]))
+                p.positions.append(positions[sel])
+                p.vectors.append(vectors[sel])
+                p.seen.update(positions[sel].tolist())
+                touched.append(vid)
+        for i in np.flatnonzero(kinds != FRAME):
+            vid = vids[i]
             if vid in self.finished:
-                continue  # a retried task delivering rows of a video already committed
+                continue
             p = self.pending.setdefault(vid, _Pending(self.work[vid]))
-            if kind == FRAME:
-                p.vectors[int(pos)] = np.frombuffer(vec, np.float32)
-            elif kind == END:
-                p.facts, p.done = pickle.loads(meta)
+            if kinds[i] == END:
+                p.facts, p.done = pickle.loads(batch["meta"][i])
                 p.done = dict(p.done, delivered=len(p.facts.plan.frame_index) - p.done["missing"])
-            elif kind == ERROR:
+                touched.append(vid)
+            elif kinds[i] == ERROR:
                 del self.pending[vid]
                 self.finished.add(vid)
-                self.committer.failed(p.work, bytes(meta).decode())
-                continue
-            self._complete(vid)
+                self.committer.failed(p.work, bytes(batch["meta"][i]).decode())
+        for vid in dict.fromkeys(touched):
+            if vid in self.pending:
+                self._complete(vid)
 
     def _complete(self, vid: str) -> None:
         p = self.pending[vid]
-        if p.done is None or len(p.vectors) < p.done["delivered"]:
+        if p.done is None or len(p.seen) < p.done["delivered"]:
             return
         del self.pending[vid]
         self.finished.add(vid)
@@ -63,9 +84,10 @@ class Assembler:
         k = len(facts.plan.frame_index)
         vectors = np.zeros((k, self.dim), np.float32)  # (K, D)
         have = np.zeros(k, bool)  # (K,)
-        for pos, vec in p.vectors.items():
-            vectors[pos] = vec
-            have[pos] = True
+        if p.positions:
+            positions = np.concatenate(p.positions)  # (n,) a repeated position carries the same vector
+            vectors[positions] = np.concatenate(p.vectors)
+            have[positions] = True
         try:
             rows = finish_video(p.work, facts, vectors, have, self.aggregator, self.temporal_name, self.max_frames,
                                 p.done["decoder"], p.done["note"])

@@ -11,6 +11,7 @@ import re
 import secrets
 import socket
 import sys
+import tempfile
 import warnings
 
 from vidclip.errors import VidclipError
@@ -50,8 +51,11 @@ def _import_ray_for_loopback():
 @contextlib.contextmanager
 def ray_session(options: JobOptions):
     """Ray for the duration of a job.  Ray's own messages (e.g. "(raylet) A worker died ...") are
-    printed on stdout by a background thread; stdout is pointed at stderr meanwhile, so a
-    `--json` report on stdout stays clean."""
+    printed on stdout by a background thread, and its C++ core writes to file descriptor 2.  Both go
+    to a log file (`ray_log_path`) unless logging is at DEBUG (`vidclip -v`), so a `--json` report on
+    stdout stays clean and stderr holds vidclip's own lines only.  (The CLI writes its own stderr
+    through a duplicate of descriptor 2, vidclip/cli/main.py, so pointing 2 elsewhere loses nothing
+    of vidclip's; a program that did not do that keeps Ray's lines on its stderr.)"""
     address, source = cluster_address(options.ray_address)
     if address:
         resolved = check_reachable(address, source)
@@ -61,9 +65,40 @@ def ray_session(options: JobOptions):
     warnings.filterwarnings("ignore", message="lancedb fork support is experimental", category=RuntimeWarning)
     for name in ("ray", "ray.data", "ray._private"):  # before ray.init too (_quiet_ray_data runs after it)
         logging.getLogger(name).setLevel(logging.ERROR)
-    with contextlib.redirect_stdout(sys.stderr):
+    with _ray_output() as out, contextlib.redirect_stdout(out):
         with _session(ray, options, address):
             yield ray
+
+
+def ray_log_path() -> str:
+    return os.path.join(tempfile.gettempdir(), f"vidclip-ray-{os.getpid()}.log")
+
+
+@contextlib.contextmanager
+def _ray_output():
+    """Where Ray's output goes for the session: a text stream for its Python prints, and file
+    descriptor 2 pointed at the same log file while vidclip's own stderr is a duplicate of it."""
+    own_stderr = sys.stderr
+    try:
+        separate = own_stderr.fileno() != 2
+    except (AttributeError, OSError, ValueError):
+        separate = False
+    if logging.getLogger().isEnabledFor(logging.DEBUG) or not separate:
+        yield own_stderr
+        return
+    path = ray_log_path()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    saved = os.dup(2)
+    os.dup2(fd, 2)
+    try:
+        with os.fdopen(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace") as log_text:
+            yield log_text
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        with contextlib.suppress(OSError):
+            if os.path.getsize(path) == 0:
+                os.unlink(path)
 
 
 def cluster_address(given: str | None) -> tuple[str | None, str]:
@@ -113,10 +148,23 @@ def _ray_temp_dir() -> str:
     return os.path.join(base or "/tmp", "ray")
 
 
-def describe_init_failure(exc: BaseException, where: str) -> str:
-    """One line for a failed ray.init; token authentication is named when it is the cause."""
+def _ray_log_tail(limit: int = 1 << 16) -> str:
+    """The end of what Ray's C++ core wrote during this session (the reason a join failed is there:
+    ray.init itself only says "Failed to connect to Ray cluster")."""
+    try:
+        with open(ray_log_path(), "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - limit))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def describe_init_failure(exc: BaseException, where: str, native_log: str = "") -> str:
+    """One line for a failed ray.init; token authentication is named when it is the cause (Ray's
+    core logs "Unauthenticated: ... InvalidAuthToken" while ray.init retries, then gives up with
+    "Failed to connect to Ray cluster")."""
     raw = " ".join(str(exc).split())
-    if re.search(r"auth|unauthenticated|token", raw, re.IGNORECASE):
+    if re.search(r"auth|unauthenticated|token", raw + " " + native_log, re.IGNORECASE):
         return (f"Ray at {where} refused this driver: the cluster uses token authentication; export RAY_AUTH_MODE=token "
                 f"and RAY_AUTH_TOKEN=<the cluster's token> (or RAY_AUTH_TOKEN_PATH=FILE) and run again ({raw[:160]})")
     return f"cannot start or join Ray ({where}): {raw[:200]}"
@@ -146,7 +194,7 @@ def _session(ray, options: JobOptions, address: str | None):
                     **kwargs,
                 )
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ClusterError(describe_init_failure(exc, address or "a local cluster")) from None
+            raise ClusterError(describe_init_failure(exc, address or "a local cluster", _ray_log_tail())) from None
         started_here = True
     _quiet_ray_data()
     try:

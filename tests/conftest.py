@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from vidclip.config import ModelConfig, SamplingConfig
+from raycluster import two_nodes  # noqa: F401 - a fixture: a two-raylet Ray cluster on loopback
 from vidclip.samples.synth import VideoSpec, write_video
 
 TINY_CONFIG = str(Path(__file__).parent / "models" / "vidclip-tiny.json")

@@ -7,86 +7,15 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
+from raycluster import node_count as _node_count
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ray(args, env, **kw):
-    return subprocess.run([sys.executable, "-m", "ray.scripts.scripts", *args], env=env, capture_output=True, text=True,
-                          timeout=180, **kw)
-
-
-@pytest.fixture
-def two_nodes(tmp_path, cli_env):
-    port = _free_port()
-    import secrets
-
-    # Token authentication on, as a real cluster should run: the head, the second node and the
-    # driver share one token.
-    env = dict(cli_env, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
-    tmp = f"/tmp/vc{os.getpid()}"  # short: Ray's socket paths have a length limit
-    head = _ray(["start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "1",
-                 "--include-dashboard", "false", "--temp-dir", tmp, "--disable-usage-stats"], env)
-    if head.returncode != 0:
-        pytest.skip(f"cannot start a Ray head here: {head.stderr.strip()[-300:]}")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "ray.scripts.scripts", "start", "--address", f"127.0.0.1:{port}", "--node-ip-address",
-         "127.0.0.1", "--num-cpus", "1", "--block", "--disable-usage-stats"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    yield f"127.0.0.1:{port}", worker, env
-    try:
-        os.killpg(worker.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    _kill_cluster(env["RAY_AUTH_TOKEN"], tmp)  # never `ray stop`: it would end every Ray cluster on the machine
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _kill_cluster(token: str, tmp: str) -> None:
-    """SIGKILL every process of this test's cluster, found by its auth token in the environment
-    (the head, the second node) or by its temp dir in the command line or an open file (the agents
-    and workers, whose command lines and environments Ray rewrites)."""
-    mark = f"RAY_AUTH_TOKEN={token}".encode()
-
-    def ours(pid: str) -> bool:
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as fh:
-                if mark in fh.read().split(b"\0"):
-                    return True
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                if tmp.encode() in fh.read():
-                    return True
-            return any(os.readlink(f"/proc/{pid}/fd/{fd}").startswith(tmp) for fd in os.listdir(f"/proc/{pid}/fd"))
-        except OSError:
-            return False
-
-    for pid in os.listdir("/proc"):
-        if pid.isdigit() and int(pid) != os.getpid() and ours(pid):
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-
-
-def _node_count(address, env) -> int:
-    code = ("import ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
-            "print(sum(1 for n in ray.nodes() if n['Alive']))" % address)
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    return int(out.stdout.split()[-1]) if out.returncode == 0 and out.stdout.split() else 0
 
 
 def test_losing_a_node_is_one_line_not_a_silent_hang(tmp_path, two_nodes, videos):

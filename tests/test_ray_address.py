@@ -84,3 +84,8 @@ def test_an_authentication_failure_names_the_token():
                                  "10.0.0.5:6379")
     assert "RAY_AUTH_TOKEN" in line and "RAY_AUTH_MODE=token" in line and "10.0.0.5:6379" in line
     assert "RAY_AUTH_TOKEN" not in describe_init_failure(RuntimeError("GCS did not start"), "a local cluster")
+    # What Ray 2.x actually does: ray.init says only "Failed to connect", its core logs the cause.
+    native = ("[2026-11-30 23:31:49,875 W 3586 3586] gcs_client.cc:210: Failed to get cluster ID from GCS server: "
+              "Unauthenticated: RPC error: InvalidAuthToken: Authentication token is missing or incorrect\n")
+    line = describe_init_failure(ConnectionError("Failed to connect to Ray cluster at 192.0.2.2:6391"), "192.0.2.2:6391", native)
+    assert "token authentication" in line and "RAY_AUTH_TOKEN" in line

@@ -98,3 +98,8 @@ def test_cli_default_runs_on_ray_with_clean_json(tmp_path, videos, cli_env):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)  # stdout holds the JSON object and nothing else
     assert report["ok"] == len(LIBRARY_SPECS) and report["failed"] == 0
+    # stderr holds vidclip's own lines only: Ray's C++ core (core_worker.cc ...) and its Python
+    # prints go to a log file unless -v.
+    foreign = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("vidclip:")]
+    assert not foreign, foreign
+

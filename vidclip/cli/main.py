@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import sys
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _own_stderr()
     _configure_logging(args.verbose)
     try:
         rc = COMMANDS[args.command](args)
@@ -58,6 +60,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vidclip: interrupted", file=sys.stderr)
         return 130
+
+
+def _own_stderr() -> None:
+    """vidclip's stderr becomes a duplicate of file descriptor 2: the same terminal or pipe, but one
+    that native libraries do not write to, so a Ray session can send their writes to descriptor 2
+    into a log file (pipelines/cluster.py) and vidclip's own lines still reach the user."""
+    try:
+        fd = os.dup(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):  # no real stderr (embedded, or closed)
+        return
+    sys.stderr.flush()
+    sys.stderr = io.TextIOWrapper(io.FileIO(fd, "w"), encoding=sys.stderr.encoding or "utf-8",
+                                  errors="backslashreplace", line_buffering=True, write_through=True)
 
 
 def _storage_options(args) -> dict | None:
