@@ -107,26 +107,28 @@ def run(videos: int, clips: int, frames: int, dim: int, temporal: str, commit_vi
                 timings["commit_in_complete"] += spent
 
         committer.flush = timed_flush
-        assembler = Assembler(work, dim, aggregator, temporal, sampling.max_frames, committer)
-        complete = assembler._complete
+        with Assembler(work, dim, aggregator, temporal, sampling.max_frames, committer) as assembler:
+            complete = assembler._complete
 
-        def timed_complete(vid: str) -> None:
-            t = time.perf_counter()
-            inside["complete"] = True
-            try:
-                complete(vid)
-            finally:
-                inside["complete"] = False
-            timings["complete"] += time.perf_counter() - t
+            def timed_complete(vid: str) -> None:
+                t = time.perf_counter()
+                inside["complete"] = True
+                try:
+                    complete(vid)
+                finally:
+                    inside["complete"] = False
+                timings["complete"] += time.perf_counter() - t
 
-        assembler._complete = timed_complete
-        t0 = time.perf_counter()
-        for batch in batches:
-            assembler.take(batch)
-        report = committer.close()
-        wall = time.perf_counter() - t0
+            assembler._complete = timed_complete
+            t0 = time.perf_counter()
+            for batch in batches:
+                assembler.take(batch)
+            report = committer.close()
+            wall = time.perf_counter() - t0
         n_frames = store.count("frames")
-    finish = timings["complete"] - timings["commit_in_complete"]  # aggregation and Arrow rows
+    # "finish": aggregation and Arrow rows; "commit": hand-overs to the commit thread (which writes
+    # while the next batch is assembled) and the final flush and compaction; "take": unpacking rows.
+    finish = timings["complete"] - timings["commit_in_complete"]
     take = wall - timings["complete"] - (timings["commit"] - timings["commit_in_complete"])
     assert report.ok == videos and n_frames == videos * len(facts.plan.frame_index), (report, n_frames)
     return {

@@ -7,6 +7,7 @@ aggregated by the temporal module and handed to the committer.  No Ray here: the
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 from dataclasses import dataclass, field
 
@@ -29,12 +30,29 @@ class _Pending:
 
 
 class Assembler:
+    """Use as a context manager: for the job, torch runs on one thread in this (driver) process when
+    the temporal module is parameter-free (mean): the driver encodes nothing and aggregates one
+    video's small tensors at a time (see torch_threads).  A module with weights keeps torch's
+    threads.  A pool of finishing threads was measured and dropped: on 2 cores, 2 threads gave
+    218-236 videos/s against 285-290 on one (benchmarks/driver.py)."""
+
     def __init__(self, work: dict[str, Work], dim: int, aggregator, temporal_name: str, max_frames: int, committer):
         self.work, self.dim = work, dim
         self.aggregator, self.temporal_name, self.max_frames = aggregator, temporal_name, max_frames
         self.committer = committer
         self.pending: dict[str, _Pending] = {}
         self.finished: set[str] = set()
+
+    def __enter__(self) -> "Assembler":
+        from vidclip.model.encoder import torch_threads
+
+        light = not any(True for _ in self.aggregator.parameters()) if hasattr(self.aggregator, "parameters") else True
+        self._threads = torch_threads(1) if light else contextlib.nullcontext()
+        self._threads.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._threads.__exit__(*exc)
 
     def take(self, batch: dict) -> None:
         """One batch of encoder rows (numpy columns video_id, kind, position, vector, meta).  Frame

@@ -118,16 +118,15 @@ def _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sa
         **placement,
     )
     log.info("ray: %d video(s), %d decode worker(s), %d encoder actor(s) on %s", len(rows), decode_workers, actors, "GPU" if gpus >= 1 else "CPU")
-    assembler = Assembler(work, dim, aggregator, temporal_name, sampling.max_frames, committer)
-
-    waiting["for"] = lambda: _waiting_for(
-        ray, f"results for {len(work) - len(assembler.finished)} video(s) from the Ray pipeline",
-        "decode tasks", f"; {decode_workers} decode worker(s) wanted")
-    for batch in _watched(ds.iter_batches(batch_size=None, batch_format="numpy"), watchdog):
-        watchdog.tick()
-        assembler.take(batch)
-    for item in assembler.unanswered():
-        committer.failed(item, "no result from the Ray pipeline (worker lost)")
+    with Assembler(work, dim, aggregator, temporal_name, sampling.max_frames, committer) as assembler:
+        waiting["for"] = lambda: _waiting_for(
+            ray, f"results for {len(work) - len(assembler.finished)} video(s) from the Ray pipeline",
+            "decode tasks", f"; {decode_workers} decode worker(s) wanted")
+        for batch in _watched(ds.iter_batches(batch_size=None, batch_format="numpy"), watchdog):
+            watchdog.tick()
+            assembler.take(batch)
+        for item in assembler.unanswered():
+            committer.failed(item, "no result from the Ray pipeline (worker lost)")
 
 
 _END = object()

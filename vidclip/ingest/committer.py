@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -43,6 +44,7 @@ class Committer:
         self.bar = _progress(progress, total)
         self.commits = 0
         self.committed_videos = 0  # videos (ok or failed) whose rows this run has committed
+        self._writer = _Writer(store, self)
 
     # -- outcomes -----------------------------------------------------------------------------------
     def skipped(self, item: Skip) -> None:
@@ -80,13 +82,13 @@ class Committer:
     def flush(self, force: bool = False) -> None:
         b = self.batch
         if len(b) and (force or len(b.videos) >= self.policy.max_videos or b.n_rows >= self.policy.max_frames):
-            self.store.commit(b)
-            self.committed_videos += len(b.videos)
+            self._writer.submit(b)
             self.batch = Batch.empty()
             self.commits += 1
 
     def close(self) -> IngestReport:
         self.flush(force=True)
+        self._writer.wait()
         self.bar.close()
         if self.commits:
             # Every commit leaves small fragments and rows the indexes do not cover yet; one
@@ -101,6 +103,40 @@ class Committer:
         r = self.report
         self.bar.set_postfix_str(f"ok={r.ok} failed={r.failed} {r.frames / elapsed:.1f} frames/s", refresh=False)
         self.flush()
+
+
+class _Writer:
+    """Commits on a thread of their own, one batch at a time: the next batch is assembled (decoded
+    rows unpacked, clips aggregated) while the previous one is written, and LanceDB's writes, which
+    release the GIL, overlap with that work.  Still one writer: a batch is handed over only when the
+    previous commit has finished (so at most two batches are in memory), and its failure is raised
+    in the caller at the next hand-over or at `wait`.  A process that dies mid-commit leaves what
+    every interrupted commit leaves: pending rows that the next run repairs."""
+
+    def __init__(self, store: Store, committer: "Committer"):
+        self._store, self._committer = store, committer
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, batch: Batch) -> None:
+        self.wait()
+        self._thread = threading.Thread(target=self._commit, args=(batch,), name="vidclip-commit", daemon=True)
+        self._thread.start()
+
+    def _commit(self, batch: Batch) -> None:
+        try:
+            self._store.commit(batch)
+            self._committer.committed_videos += len(batch.videos)
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread by wait()
+            self._error = exc
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def _progress(enabled: bool, total: int | None):

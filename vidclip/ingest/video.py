@@ -13,6 +13,7 @@ functions in workers:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -311,17 +312,18 @@ def aggregate(aggregator, vectors: np.ndarray, groups: list[np.ndarray], chunk: 
     """Run the temporal module over padded groups of frame vectors -> (G, D) normalised,
     `chunk` groups per call so the padded tensor stays small however many clips a video has.
 
-    On one thread: these are a few small tensors, and torch's intra-op threads made each call 100x
-    slower on a busy machine (0.23 ms -> 24 ms for 10 clips of 30 frames with both cores loaded:
-    every parallel region waits for a descheduled sibling).  One thread also makes the vectors
-    independent of the machine's core count (no thread-count-dependent float reductions)."""
+    A parameter-free module (mean) runs on one thread: its tensors are small, and torch's intra-op
+    threads made each call 100x slower on a busy machine (0.23 ms -> 24 ms for 10 clips of 30 frames
+    with both cores loaded: every parallel region waits for a descheduled sibling).  A module with
+    weights (a transformer) does real work and keeps torch's threads."""
     import torch
 
     from vidclip.model.encoder import torch_threads
 
     dim = vectors.shape[1]
     out = []
-    with torch_threads(1):
+    light = not any(True for _ in aggregator.parameters()) if hasattr(aggregator, "parameters") else True
+    with torch_threads(1) if light else contextlib.nullcontext():
         for lo in range(0, len(groups), chunk):
             part = groups[lo : lo + chunk]
             t_max = max(len(g) for g in part)
