@@ -95,8 +95,9 @@ def _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sa
     resources = ray.cluster_resources()
     gpus = float(resources.get("GPU", 0))
     cpus = float(resources.get("CPU", 1))
-    actors = options.resolved_encode_actors(gpus)
-    decode_workers = options.resolved_decode_workers(cpus, 0.0 if gpus >= 1 else float(actors))
+    node_cpus = min((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=cpus)
+    actors, threads = options.resolved_encoders(gpus, cpus, node_cpus)
+    decode_workers = options.resolved_decode_workers(cpus, 0.0 if gpus >= 1 else float(actors * threads))
     rows = [{"video_id": w.video_id, "uri": w.entry.uri} for w in work.values()]
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))
     # Ray's defaults already retry a task whose worker died and restart a dead actor (retrying its
@@ -108,16 +109,17 @@ def _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sa
         num_cpus=1,
     )
     # A GPU actor takes no CPU slot, or it can starve the decode tasks of theirs.
-    placement = {"num_gpus": 1, "num_cpus": 0} if gpus >= 1 else {"num_cpus": 1}
+    placement = {"num_gpus": 1, "num_cpus": 0} if gpus >= 1 else {"num_cpus": threads}
     ds = ds.map_batches(
         EncodeActor,
-        fn_constructor_kwargs={"model": model, "batch_size": options.batch_size},
+        fn_constructor_kwargs={"model": model, "batch_size": options.batch_size, "threads": threads},
         batch_size=options.batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=actors),
         **placement,
     )
-    log.info("ray: %d video(s), %d decode worker(s), %d encoder actor(s) on %s", len(rows), decode_workers, actors, "GPU" if gpus >= 1 else "CPU")
+    log.info("ray: %d video(s), %d decode worker(s), %d encoder actor(s) on %s", len(rows), decode_workers, actors,
+             "GPU" if gpus >= 1 else f"CPU ({threads} thread(s) each)")
     with Assembler(work, dim, aggregator, temporal_name, sampling.max_frames, committer) as assembler:
         waiting["for"] = lambda: _waiting_for(
             ray, f"results for {len(work) - len(assembler.finished)} video(s) from the Ray pipeline",

@@ -55,9 +55,13 @@ def decode_rows(row: dict, sampling: SamplingConfig, decode: DecodeConfig, geome
 class EncodeActor:
     """map_batches stage on actors: the model is built inside the worker, never pickled."""
 
-    def __init__(self, model: ModelConfig, batch_size: int):
+    def __init__(self, model: ModelConfig, batch_size: int, threads: int = 0):
         from vidclip.model.encoder import Encoder
 
+        if threads:  # a CPU actor uses the cores Ray reserved for it, no more (decode tasks hold the rest)
+            import torch
+
+            torch.set_num_threads(threads)
         self.encoder = Encoder.load(model, batch_size=batch_size)
 
     def __call__(self, batch: dict) -> dict:
