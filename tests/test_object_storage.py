@@ -218,6 +218,7 @@ def test_a_bucket_ingested_on_a_two_node_cluster_gives_the_local_rows(s3, two_no
     line = one_line_error(run(["ingest", "s3://media/videos/", "--db", "s3://media/stores/denied", "--ray-address",
                                address, *common], no_token, check=False))
     assert "token authentication" in line and "RAY_AUTH_TOKEN" in line, line
+    assert keys_under(s3, "stores/denied") == []  # a refused job stored nothing, so it leaves nothing
 
     on_ray = json.loads(run(["ingest", "s3://media/videos/", "--db", "s3://media/stores/ray", "--ray-address", address,
                              "--decode-workers", "1", *common], env).stdout)

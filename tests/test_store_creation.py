@@ -92,3 +92,23 @@ def test_sigkill_of_the_first_ingest_at_creation_then_the_rerun_works(tmp_path, 
         assert again.returncode == 0, again.stderr
         status = run(["status", "--db", str(db), "--json"], cli_env, check=False)
         assert status.returncode == 0, status.stderr
+
+
+def test_a_command_that_stores_nothing_leaves_no_store(tmp_path, videos, cli_env):
+    """Nothing is created before the first commit: not by a bad input path (listed before anything
+    is written), and not by a job that fails before committing (here: weights that cannot be found)."""
+    db = tmp_path / "db"
+    proc = run(["ingest", str(tmp_path / "no-such-folder"), "--db", str(db), *TINY_ARGS, "--local"], cli_env, check=False)
+    assert proc.returncode == 2 and "no such file or directory" in proc.stderr
+    assert not db.exists()
+
+    proc = run(["ingest", str(videos), "--db", str(db), "--model", "ViT-B-32", "--pretrained",
+                str(tmp_path / "missing-checkpoint.safetensors"), "--local"], cli_env, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert not db.exists(), sorted(p.name for p in db.iterdir())
+
+    # and the API: a pending store is created by its first writer, not by vidclip.open
+    lib = vidclip.open(db, TINY)
+    assert lib.store.pending and not db.exists()
+    report = lib.ingest([videos], SAMPLING, progress=False)
+    assert report.ok > 0 and Store.open(str(db)).count("videos") == report.ok

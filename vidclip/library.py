@@ -184,13 +184,22 @@ class Library:
         quick_check(self.store)  # never ingest "around" lost rows (their videos would be skipped as ok)
         # The writer lease before the model: a second writer is refused at once, and the model's
         # own record in the store (encoder -> _check_model) is written under the lease too.
-        with self.store.writing("ingest"):
-            encoder = self.encoder
-            if batch_size is not None:
-                encoder.batch_size = int(batch_size)
-            spec, aggregator = self._temporal()
-            self.store.check_settings(settings)
-            return self._run_ingest(entries, encoder, spec, aggregator, sampling, decode, ray, retry_failed, commit, progress, stall_s, decode_workers)
+        created_here = self.store.pending
+        try:
+            with self.store.writing("ingest"):
+                encoder = self.encoder
+                if batch_size is not None:
+                    encoder.batch_size = int(batch_size)
+                spec, aggregator = self._temporal()
+                self.store.check_settings(settings)
+                return self._run_ingest(entries, encoder, spec, aggregator, sampling, decode, ray, retry_failed, commit, progress, stall_s, decode_workers)
+        except BaseException:
+            # A store this call created and that never received a commit (the model's weights
+            # could not be fetched, the cluster refused the driver) is removed: nothing is left
+            # behind by a command that stored nothing.
+            if created_here:
+                self.store.discard_if_unused()
+            raise
 
     def _run_ingest(self, entries, encoder, spec, aggregator, sampling, decode, ray, retry_failed, commit, progress, stall_s, decode_workers) -> IngestReport:
         if ray:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import contextlib
 from contextlib import contextmanager
 from datetime import timedelta
 from dataclasses import dataclass
@@ -100,12 +101,13 @@ class Store:
                 raise StoreError(f"{uri}: no vidclip store here (run 'vidclip ingest ... --db {uri}' first)")
             if local and os.path.isdir(uri) and not os.access(uri, os.R_OK | os.X_OK):
                 raise StoreError(f"{uri}: store directory is not readable")
-        import lancedb
-
+        if local and not os.path.isdir(uri):  # create=True: connected (and the folder made) by the first writer
+            store = cls(None, uri)
+            store.storage_options = dict(storage_options or {})
+            store.pending = True
+            return store
         try:
-            # Strong consistency: every read sees the latest commit, from this handle or any other
-            # (a search process must see videos another process just ingested).
-            db = lancedb.connect(uri, storage_options=storage_options, read_consistency_interval=timedelta(0))
+            db = _connect(uri, storage_options)
             names = set(db.list_tables().tables)
         except (OSError, ValueError, RuntimeError) as exc:
             described = describe_connection_failure(exc, uri, storage_options)
@@ -138,6 +140,8 @@ class Store:
     def _create(self) -> None:
         """Write a pending store's tables; the schema row is the last creation commit."""
         try:
+            if self._db is None:
+                self._db = _connect(self.uri, self.storage_options)
             self._db.create_table("meta", schema=META_SCHEMA)
             self._db.create_table("videos", schema=VIDEO_SCHEMA)
             self._db.create_table("sources", schema=SOURCE_SCHEMA)
@@ -153,6 +157,25 @@ class Store:
             raise StoreError(described or f"{self.uri}: cannot create store ({' '.join(str(exc).split())[:200]}); "
                              "once the cause is fixed, the next ingest finishes it") from None
         self._check_version()
+
+    def discard_if_unused(self) -> bool:
+        """Drop every table of a store that holds no video and no source row (one whose creator
+        failed before its first commit) and mark it pending again; True if it was dropped."""
+        try:
+            if self.pending or self.table("videos").count_rows() or self.table("sources").count_rows():
+                return False
+            for name in sorted(self._db.list_tables().tables):
+                self._db.drop_table(name)
+        except (OSError, ValueError, RuntimeError, StoreError) as exc:
+            log.warning("%s: could not remove the empty store (%s)", self.uri, " ".join(str(exc).split())[:200])
+            return False
+        self._tables.clear()
+        self._meta = None
+        self.pending = True
+        if "://" not in self.uri:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.uri)  # only if nothing else is in it
+        return True
 
     def _check_version(self) -> None:
         version = self.meta.get("schema_version")
@@ -197,6 +220,8 @@ class Store:
         return tbl
 
     def has_table(self, name: str) -> bool:
+        if self._db is None:  # a pending local store: nothing exists yet
+            return False
         return name in set(self._db.list_tables().tables)
 
     # -- metadata ---------------------------------------------------------------------------------
@@ -579,6 +604,14 @@ class Store:
             from lancedb.index import FTS
 
             tbl.create_index(FTS_COLUMN, config=FTS(), replace=True)
+
+
+def _connect(uri: str, storage_options: dict | None):
+    import lancedb
+
+    # Strong consistency: every read sees the latest commit, from this handle or any other
+    # (a search process must see videos another process just ingested).
+    return lancedb.connect(uri, storage_options=storage_options or None, read_consistency_interval=timedelta(0))
 
 
 def describe_mismatch(key: str, have: dict, want: dict) -> str:
