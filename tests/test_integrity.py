@@ -117,6 +117,26 @@ def test_a_deleted_table_is_refused_by_search_and_status_then_repaired(clean, tm
     assert _reingest(db, video_dir) == clean[1]
 
 
+@pytest.mark.parametrize("table,damage", [("frames", "delete"), ("clips", "truncate")])
+def test_a_lost_data_file_is_refused_in_one_line_before_any_row_is_read(clean, tmp_path, cli_env, video_dir, table,
+                                                                        damage):
+    """Row counts come from the manifest, so they stay right when a data file goes: before, status
+    showed the old counts, ingest skipped every video as ok, and search ended in a Lance traceback."""
+    db = _copy(clean, tmp_path)
+    path = _damage(db, table, damage)
+    name = f"data/{os.path.basename(path)}"
+    for args in (["status", "--db", str(db)], ["search", "a red ball", "--db", str(db)]):
+        proc = subprocess.run([sys.executable, "-m", "vidclip", *args], capture_output=True, text=True, env=cli_env,
+                              timeout=300)
+        lines = [l for l in proc.stderr.splitlines() if l.strip() and "random weights" not in l]
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert f"table {table!r} cannot be read: {name} is " in lines[0] and "--repair" in lines[0], lines
+    with pytest.raises(StoreError, match=f"table {table!r} cannot be read"):
+        vidclip.open(db, model=TINY).ingest([video_dir], SAMPLING, progress=False)
+    assert _check(db, cli_env, "--repair").returncode == 0
+    assert _reingest(db, video_dir) == clean[1]
+
+
 def test_missing_rows_of_one_video_are_found_per_video(clean, tmp_path, video_dir):
     db = _copy(clean, tmp_path)
     store = Store.open(str(db))

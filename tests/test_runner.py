@@ -1,6 +1,6 @@
 """vidclip.ingest.runner: decode overlaps encode without changing results.  The model encodes what is
 ready when the decoder falls behind (partial batches), runs full batches when it keeps up, and the
-prefetch queue never holds more than its frame budget."""
+prefetch queue never holds more than its byte budget."""
 
 from __future__ import annotations
 
@@ -51,11 +51,14 @@ def test_slow_decoder_gets_partial_batches_with_identical_vectors(tmp_path, slow
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_prefetch_queue_respects_its_frame_budget(tmp_path, video_dir):
-    """Decoding runs ahead of a stalled consumer by at most max_frames frames."""
+@pytest.mark.parametrize("width,height,most_frames", [(640, 360, 10), (4096, 256, 1)])
+def test_prefetch_queue_respects_its_byte_budget(tmp_path, width, height, most_frames):
+    """Decoding runs ahead of a stalled consumer by at most max_bytes of decoded frames, counted by
+    each frame's own bytes: a 16:9 video fills a budget of 10 nominal frames with 10 frames, a 16:1
+    stripe (frames 9x larger at the model's decode size) with one.  Counted in frames, the stripe
+    would have held 10 frames, 7.9 MB instead of 0.79."""
     import time
 
-    from conftest import TINY as model
     from vidclip.model.encoder import Encoder
     from vidclip.model.geometry import FrameGeometry
     from vidclip.ingest.video import triage
@@ -63,26 +66,29 @@ def test_prefetch_queue_respects_its_frame_budget(tmp_path, video_dir):
     from vidclip.ingest.sandbox import make_decoder
     from vidclip.store.store import Store
 
+    video = write_video(tmp_path / "v.mp4", VideoSpec(codec="h264", width=width, height=height, duration_s=10.0, fps=4))
     store = Store.open(str(tmp_path / "db"), create=True)
-    geometry = FrameGeometry.of_model(Encoder.load(model).model)
-    items = triage(list_inputs([str(video_dir)]), store.sources(), store.video_status(), False)
-    decode = DecodeConfig(chunk_frames=2)
+    geometry = FrameGeometry.of_model(Encoder.load(TINY).model)
+    budget = 10 * geometry.frame_bytes()
+    items = triage(list_inputs([str(video)]), store.sources(), store.video_status(), False)
+    decode = DecodeConfig(chunk_frames=1)
     with make_decoder(decode.job, decode.timeout_s, decode.isolate) as decoder:
-        with runner._Prefetch(items, [decoder], SAMPLING, decode, geometry, max_frames=5) as prefetch:
-            seen, peak = 0, 0
+        with runner._Prefetch(items, [decoder], SAMPLING, decode, geometry, max_bytes=budget) as prefetch:
+            seen, frame_bytes = 0, 0
             for tag, _, payload in prefetch:
-                if tag == "start" and seen == 0:
-                    # a stalled model: wait until the decoder has run ahead (the deadline only
-                    # guards against a hang; the assertions below do not depend on timing)
+                if tag == "msg" and payload[0] == runner.CHUNK and seen == 0:
+                    frame_bytes = payload[1].frames[0].nbytes
+                    # a stalled model: wait until the decoder has filled the budget (the deadline
+                    # only guards against a hang; the assertions below do not depend on timing)
                     deadline = time.monotonic() + 120
-                    while prefetch._frames < 4 and time.monotonic() < deadline:
+                    while prefetch._bytes + 2 * frame_bytes <= budget and time.monotonic() < deadline:
                         time.sleep(0.05)
                     time.sleep(0.5)  # room to overshoot the budget, were it not enforced
-                peak = max(peak, prefetch._frames)
                 if tag == "msg":
-                    seen += runner._frames_in((tag, None, payload))
-    assert seen == 38  # every sampled frame of the library came through (fps=2, 19 s in all)
-    assert 4 <= peak <= 5  # it did run ahead, and never past the budget
+                    seen += len(payload[1].position) if payload[0] == runner.CHUNK else 0
+    assert seen == 20  # every sampled frame came through (fps=2, 10 s)
+    assert prefetch.peak_bytes <= budget  # never past the budget ...
+    assert prefetch.peak_bytes // frame_bytes == most_frames  # ... and it did run ahead to fill it
 
 
 def _rows(lib):

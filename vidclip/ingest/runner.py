@@ -7,9 +7,11 @@ Decoding overlaps encoding: background threads drive the decoders (sandbox child
 decoding one video at a time in its own process; `decode_workers` of them, so one GPU can be fed
 by several cores without Ray) and hand their messages over one queue bounded in *frames*, so the
 children decode up to a full encoder batch ahead while this thread runs the model.
-Memory is bounded by that budget (2 x batch_size decoded frames by default: 137 MB at batch 64
-for the 796x448 frames ViT-B-32 is decoded at, twice its input size: docs/parity.md) plus one
-encoder batch plus the frame vectors of the videos in flight (a few KB per sampled frame).
+Memory is bounded by that budget, counted in bytes: 2 x batch_size 16:9 frames at the model's
+decode size (137 MB at batch 64 for the 796x448 frames ViT-B-32 is decoded at, twice its input
+size: docs/parity.md), plus one encoder batch of at most batch_size such frames' bytes, plus the
+frame vectors of the videos in flight (a few KB per sampled frame).  Wider or taller frames count
+by their own bytes, so a 16:1 stripe (9.6 MB frames) holds 14 frames in the queue, not 128.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class _Queue:
     positions: list[np.ndarray] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)  # (H, W, 3) uint8 each
     size: int = 0
+    nbytes: int = 0
 
 
 def run_in_process(
@@ -141,14 +144,17 @@ def run_in_process(
             return
         slot = slots[id(item)]
         if kind == CHUNK:
-            if queue.size and queue.size + len(payload.position) > encoder.batch_size:
-                encode_queue()  # flush first: every forward pass holds at most batch_size frames
+            nbytes = _bytes_of(payload.frames)
+            if queue.size and (queue.size + len(payload.position) > encoder.batch_size
+                               or queue.nbytes + nbytes > batch_bytes):
+                encode_queue()  # flush first: a forward pass holds at most batch_size frames, and their bytes
             queue.slots.append(slot)
             queue.positions.append(payload.position)
             queue.frames.extend(payload.frames)
             queue.size += len(payload.position)
+            queue.nbytes += nbytes
             slot.queued += len(payload.position)
-            if queue.size >= encoder.batch_size:
+            if queue.size >= encoder.batch_size or queue.nbytes >= batch_bytes:
                 encode_queue()
         else:
             slot.decoder, slot.note, slot.decoded = payload["decoder"], payload["note"], True
@@ -160,6 +166,7 @@ def run_in_process(
         committer.failed(item, reason)
 
     geometry = FrameGeometry.of_model(encoder.model)
+    batch_bytes = encoder.batch_size * geometry.frame_bytes()
     # The sandbox children start first: they import their decoders while the store is repaired and prepared.
     with ExitStack() as stack:
         decoders = [stack.enter_context(make_decoder(decode.job, decode.timeout_s, decode.isolate))
@@ -167,7 +174,7 @@ def run_in_process(
         committer = Committer.begin(store, encoder.dim, commit, progress, total)
         items = triage(entries, store.sources(), store.video_status(), retry_failed,
                        functools.partial(hash_files, storage=decode.storage))
-        budget = int(PREFETCH_BATCHES * encoder.batch_size)
+        budget = int(PREFETCH_BATCHES * encoder.batch_size * geometry.frame_bytes())
         current: dict[int, str] = {}  # id(work item) -> uri, the videos being decoded
 
         def diagnose() -> str:
@@ -212,37 +219,40 @@ class _Prefetch:
     Tags: "skip" / "failure" (triage's verdicts), "start" (a video begins), "msg" (one decoder
     message), "error" (the video failed: payload is the reason), "end" (the video is over),
     "idle" (nothing decoded is ready: the next message will block).
-    The queue holds at most `max_frames` decoded frames (one larger chunk may pass when it is
-    empty) and MAX_QUEUED_MESSAGES messages, so decoding runs at most that far ahead.
+    The queue holds at most `max_bytes` of decoded frames (one larger chunk may pass when it is
+    empty; a chunk is at most decoder.CHUNK_BYTES) and MAX_QUEUED_MESSAGES messages, so decoding
+    runs at most that far ahead.  max_bytes <= 0: no threads, decode and encode take turns.
     """
 
-    def __init__(self, items, decoders, sampling, decode, geometry, max_frames: int):
+    def __init__(self, items, decoders, sampling, decode, geometry, max_bytes: int):
         self._items, self._decoders = iter(items), list(decoders)
         self._items_lock = threading.Lock()  # triage is one generator (it hashes and probes inputs)
         self._job = (sampling, decode, geometry)
-        self.max_frames = int(max_frames)
+        self.max_bytes = int(max_bytes)
         self._q: queue_mod.Queue = queue_mod.Queue()  # bounded by the credit counters below
         self._room = threading.Condition()
-        self._frames = 0  # decoded frames queued
+        self._bytes = 0  # bytes of decoded frames queued
+        self.peak_bytes = 0
         self._messages = 0
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._produce, args=(d,), name=f"vidclip-decode-{i}", daemon=True)
             for i, d in enumerate(self._decoders)
         ]
-        if self.max_frames <= 0 and len(self._decoders) > 1:
+        if self.max_bytes <= 0 and len(self._decoders) > 1:
             raise InputError("more than one decode worker needs the background decode threads (PREFETCH_BATCHES > 0)")
 
     def _put(self, message) -> bool:
-        n = _frames_in(message)
+        n = _bytes_in(message)
         with self._room:
             while not self._stop.is_set() and (
-                (self._frames and self._frames + n > self.max_frames) or self._messages >= MAX_QUEUED_MESSAGES
+                (self._bytes and self._bytes + n > self.max_bytes) or self._messages >= MAX_QUEUED_MESSAGES
             ):
                 self._room.wait(0.2)
             if self._stop.is_set():
                 return False
-            self._frames += n
+            self._bytes += n
+            self.peak_bytes = max(self.peak_bytes, self._bytes)
             self._messages += 1
         self._q.put((message, n))
         return True
@@ -250,7 +260,7 @@ class _Prefetch:
     def _take(self):
         message, n = self._q.get()
         with self._room:
-            self._frames -= n
+            self._bytes -= n
             self._messages -= 1
             self._room.notify_all()
         return message
@@ -291,13 +301,13 @@ class _Prefetch:
         self._put((_EOF, None, None))
 
     def __enter__(self):
-        if self.max_frames > 0:
+        if self.max_bytes > 0:
             for t in self._threads:
                 t.start()
         return self
 
     def __iter__(self):
-        if self.max_frames <= 0:
+        if self.max_bytes <= 0:
             yield from self._tagged(self._decoders[0])
             return
         running = len(self._threads)
@@ -330,9 +340,13 @@ class _Prefetch:
                     t.join(timeout=30)
 
 
-def _frames_in(message) -> int:
-    """Decoded frames a prefetch message carries (only decoder CHUNK messages carry any)."""
+def _bytes_of(frames) -> int:
+    return sum(int(f.nbytes) for f in frames)
+
+
+def _bytes_in(message) -> int:
+    """Bytes of decoded frames a prefetch message carries (only decoder CHUNK messages carry any)."""
     tag, _, payload = message
     if tag == "msg" and payload[0] == CHUNK:
-        return len(payload[1].position)
+        return _bytes_of(payload[1].frames)
     return 0

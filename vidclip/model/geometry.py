@@ -44,6 +44,12 @@ class FrameGeometry:
         """(w, h) for a decoder to scale an upright width x height frame to."""
         return oversampled(width, height, *self.model_size(width, height), self.oversample)
 
+    def frame_bytes(self) -> int:
+        """Bytes of one decoded 16:9 RGB frame: the unit memory budgets are counted in (a frame of
+        another shape counts by its own bytes against them)."""
+        w, h = self.decode_size(1920, 1080)
+        return 3 * w * h
+
     def model_size(self, width: int, height: int) -> tuple[int, int]:
         """(w, h) open_clip's eval resize gives an upright width x height frame (before its crop)."""
         th, tw = self.size

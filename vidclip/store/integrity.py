@@ -10,8 +10,11 @@ gone, or a video whose frame, clip or video-vector rows are fewer than its `vide
   file.  `meta`, `videos` and `sources` cannot be re-derived from the store: repair says so and
   changes nothing.
 - `quick_check` compares row counts with what the ok videos say (table metadata and one column of
-  `videos`; cached per table version), so ingest and search refuse a damaged store in one line
-  instead of stale counts or silently missing hits.
+  `videos`), and the data and deletion files each per-video table's current version names (Lance's
+  manifest, through pylance) with one listing of the table's folder: a file that is gone or shorter
+  than the manifest recorded is damage, found without reading a row.  Cached per table version, so
+  ingest and search refuse a damaged store in one line instead of stale counts, silently missing
+  hits or a traceback from deep inside a query.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from vidclip.errors import StoreError
+from vidclip.objectstore import ObjectStorage, filesystem, is_remote
 from vidclip.store.store import Store
 from vidclip.store.schema import OK, sql_str
 
@@ -82,6 +86,11 @@ def check_store(store: Store) -> CheckReport:
             unreadable.add(name)
             continue
         per_video = name not in _KEPT
+        damage = _file_damage(store, name)
+        if damage:
+            report.findings.append(Finding(name, f"cannot be read: {damage}"))
+            unreadable.add(name)
+            continue
         seen: Counter = Counter()
         rows = 0
         try:
@@ -186,12 +195,62 @@ def quick_check(store: Store) -> None:
             have = store.table(name).count_rows()
             if have < n:
                 raise StoreError(_damaged(store, name, f"holds {have} row(s), but the ok videos say {n}"))
+            damage = _file_damage(store, name)
+            if damage:
+                raise StoreError(_damaged(store, name, f"cannot be read: {damage}"))
     except StoreError:
         raise
     except Exception as exc:  # noqa: BLE001 - a table that cannot even be counted is damaged
         raise StoreError(f"{store.uri}: the store cannot be read ({_reason(exc)}): "
                          f"run 'vidclip check --db {store.uri}'") from None
     store._quick_checked = versions
+
+
+def lost_files(store: Store, name: str) -> list[tuple[str, int | None, int | None]]:
+    """(path inside the table, bytes recorded, bytes found or None when gone) for every data or
+    deletion file that table `name`'s current version names and that is missing or cut short.
+    Reads the manifest and lists the table's `data/` and `_deletions/` folders once each; no row
+    is read."""
+    import pyarrow.fs as pafs
+
+    expected: dict[str, int | None] = {}
+    for fragment in store.table(name).to_lance().get_fragments():
+        for data in fragment.data_files():
+            expected[f"data/{data.path}"] = data.file_size_bytes
+        deletion = fragment.deletion_file()
+        if deletion:
+            expected[deletion] = None  # its size is not recorded: only its presence is checked
+    if not expected:
+        return []
+    root = f"{store.uri.rstrip('/')}/{name}.lance"
+    if is_remote(root):
+        fs, root = filesystem(root, ObjectStorage.of(store.storage_options))
+    else:
+        fs = pafs.LocalFileSystem()
+    found: dict[str, int | None] = {}
+    for folder in sorted({path.split("/", 1)[0] for path in expected}):
+        for info in fs.get_file_info(pafs.FileSelector(f"{root}/{folder}", allow_not_found=True)):
+            found[f"{folder}/{info.base_name}"] = info.size
+    lost = []
+    for path, size in sorted(expected.items()):
+        have = found.get(path)
+        if have is None or (size is not None and have < size):
+            lost.append((path, size, have))
+    return lost
+
+
+def _file_damage(store: Store, name: str) -> str | None:
+    """What is wrong with table `name`'s files, in words, or None when every file is there."""
+    try:
+        lost = lost_files(store, name)
+    except Exception as exc:  # noqa: BLE001 - a manifest that cannot be read is damage to report
+        return f"its manifest cannot be read ({_reason(exc)})"
+    if not lost:
+        return None
+    path, size, have = lost[0]
+    what = f"{path} is missing" if have is None else f"{path} is cut short ({have} of {size} bytes)"
+    more = f" (and {len(lost) - 1} more file(s))" if len(lost) > 1 else ""
+    return f"{what}{more}"
 
 
 def _damaged(store: Store, table: str, what: str) -> str:
