@@ -68,7 +68,10 @@ def test_full_disk_is_one_line_and_the_store_stays_readable(tmp_path, small_fs, 
 
 def test_read_only_store_is_one_line(tmp_path, small_fs, cli_env, videos):
     db = small_fs / "db"
-    assert _ingest(videos, db, cli_env).returncode == 0
+    manifest = tmp_path / "titled.jsonl"  # titles give the store a text column for hybrid search
+    manifest.write_text("".join(json.dumps({"uri": str(p), "title": f"clip {p.stem}"}) + "\n"
+                                for p in sorted(videos.rglob("*.mp4"))))
+    assert _ingest(manifest, db, cli_env).returncode == 0
     extra = tmp_path / "extra"
     extra.mkdir()
     write_video(extra / "x.mp4", VideoSpec(duration_s=1.0, seed=90))
@@ -77,11 +80,16 @@ def test_read_only_store_is_one_line(tmp_path, small_fs, cli_env, videos):
     assert_one_error_line(proc, str(db), "read-only file system")
     hits = run(["search", "a red ball", "--db", str(db), "--json"], cli_env)  # reading still works
     assert hits.returncode == 0
+    # the first hybrid search builds the store's full-text index: a write, refused in one line
+    hybrid = subprocess.run([sys.executable, "-m", "vidclip", "search", "a red ball", "--hybrid", "--db", str(db)],
+                            capture_output=True, text=True, env=cli_env, timeout=300)
+    assert_one_error_line(hybrid, str(db), "read-only file system", "full-text index", "without --hybrid")
 
 
 @pytest.mark.parametrize("damage", ["delete", "truncate"])
 def test_a_damaged_table_is_one_line(tmp_path, cli_env, videos, damage):
-    """A data file of `clips` deleted or cut in half, in a real store: search says so in one line."""
+    """A data file of `clips` deleted or cut in half, in a real store: search says so in one line,
+    found from the manifest before any row is read."""
     import glob
 
     db = tmp_path / "db"
@@ -94,5 +102,6 @@ def test_a_damaged_table_is_one_line(tmp_path, cli_env, videos, damage):
             fh.truncate(os.path.getsize(victim) // 2)
     proc = subprocess.run([sys.executable, "-m", "vidclip", "search", "a red ball", "--db", str(db)],
                           capture_output=True, text=True, env=cli_env, timeout=300)
-    needles = ["table 'clips' is damaged"] if damage == "delete" else ["a data file of the store is truncated"]
-    assert_one_error_line(proc, str(db), *needles)
+    name = f"data/{os.path.basename(victim)}"
+    what = f"{name} is missing" if damage == "delete" else f"{name} is cut short"
+    assert_one_error_line(proc, str(db), f"table 'clips' cannot be read: {what}", "--repair")

@@ -603,7 +603,16 @@ class Store:
         if not any(FTS_COLUMN in idx.columns for idx in tbl.list_indices()):
             from lancedb.index import FTS
 
-            tbl.create_index(FTS_COLUMN, config=FTS(), replace=True)
+            from vidclip.store.storage import describe_storage_failure
+
+            try:
+                tbl.create_index(FTS_COLUMN, config=FTS(), replace=True)
+            except (OSError, RuntimeError, ValueError) as exc:
+                described = describe_storage_failure(exc, self.uri)
+                if described is None:
+                    raise
+                raise StoreError(f"{described} (the first hybrid search builds the store's full-text index: run it "
+                                 "once where the store is writable, or search without --hybrid)") from None
 
 
 def _connect(uri: str, storage_options: dict | None):
