@@ -20,7 +20,8 @@ from pathlib import Path
 
 
 DEFAULT_CACHE = Path(os.environ.get("VIDCLIP_BENCH_CACHE", "~/.cache/vidclip-bench")).expanduser()
-RESOLUTIONS = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
+RESOLUTIONS = {"120p": (160, 120), "360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080),
+               "stripe7168x448": (7168, 448), "stripe16384x16": (16384, 16)}  # the stripes: benchmarks/memory.py
 
 
 @dataclass(frozen=True)

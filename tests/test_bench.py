@@ -88,3 +88,18 @@ def test_gpu_bench_derives_decode_cores_per_gpu():
     assert d["encode_e2e_images_per_s"] == 10000.0 and d["at_batch"] == 512  # bf16 only, best batch
     assert d["decode_processes_per_gpu"] == 800.0  # 10,000 / 12.5 (the widest decode run)
     assert abs(d["decode_cores_per_gpu"] - 700.0) < 1e-9  # 10,000 x 70 / 1000 CPU-s per frame
+
+
+def test_memory_bench_measures_each_length_in_its_own_process(tmp_path):
+    """`vidclip bench memory` on two short lengths with the test model: each case ingests its video
+    in a fresh process and reports that process's and its decode child's peak."""
+    from benchmarks import memory as bench_memory
+    from conftest import TINY_CONFIG
+
+    result = bench_memory.run([0.05, 0.1], False, "vidclip-tiny", TINY_CONFIG, cache=tmp_path, log=lambda *_: None)
+    cases = result["cases"]
+    assert [(c["ok"], c["frames"], c["width"], c["height"]) for c in cases] == [(1, 3, 160, 120), (1, 6, 160, 120)]
+    assert all(c["driver_mb"] > 50 and c["child_mb"] > 10 for c in cases)  # torch alone is more than this
+    longer = cases[1]["video"]
+    assert set(result["ratios"]) == {longer}
+    assert result["ratios"][longer]["driver_mb"] == round(cases[1]["driver_mb"] / cases[0]["driver_mb"], 3)

@@ -96,7 +96,7 @@ for i in range(iterations):
     pr = probes[p]
     faulthandler.dump_traceback_later(60, exit=True)  # a stuck iteration ends the run, with stacks
     # result thumbnails: a few seeks, each generator left mid-stream
-    display._grab_frames(p, sorted(rng.uniform(0, pr.info.duration_s - 0.2) for _ in range(3)))
+    display.grab_frames(p, sorted(rng.uniform(0, pr.info.duration_s - 0.2) for _ in range(3)))
     if i % 3 == 0:
         # a video query through PyAV, stopped after its first chunk
         start = rng.randrange(0, pr.info.n_frames // 2)

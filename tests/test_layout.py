@@ -13,6 +13,7 @@ PACKAGES = ("vidclip", "pipelines", "temporal", "benchmarks")
 LAYERS = [
     ("benchmarks",),                           # performance and quality benchmarks
     ("vidclip.cli", "vidclip.__main__"),       # the command line
+    ("vidclip.server",),                       # `vidclip serve`: the JSON API and the web page
     ("vidclip.samples",),                      # sample videos: for the CLI's demo, tests and benchmarks only
     ("vidclip", "vidclip.library"),            # the public API (vidclip/__init__.py re-exports it)
     ("pipelines",),                            # the Ray job, started by the API

@@ -23,7 +23,7 @@ from vidclip.ingest.video import IngestReport
 from vidclip.query import embedding
 from vidclip.query.hybrid import check_fusion, search_hybrid
 from vidclip.query.rerank import DEFAULT_ALPHA, DEFAULT_RERANK_K, check_rerank
-from vidclip.query.search import Hits, check_ann, check_request, search_vector
+from vidclip.query.search import Hits, check_ann, check_request, search_vector, stored_vector
 from vidclip.store.integrity import quick_check
 
 if TYPE_CHECKING:
@@ -250,6 +250,7 @@ class Library:
         text_weight: float = 0.5,
         nprobes: int | None = None,
         refine_factor: int | None = None,
+        vector=None,
     ) -> Hits:
         """Top-k hits for a query:
 
@@ -264,7 +265,10 @@ class Library:
         hybrid: fuse the vector ranking with BM25 full-text search over title/description/tags
         (needs `text`): fusion="rrf" (score = sum of 1/(rrf_k + rank), default) or "weighted"
         (text_weight * min-max-normalised BM25 + (1 - text_weight) * normalised cosine).
-        nprobes / refine_factor: ANN settings, passed only when given."""
+        nprobes / refine_factor: ANN settings, passed only when given.
+        vector: a ready (D,) query vector in the store's space (e.g. `stored_vector(...)` for "more
+        like this moment", or one a server embedded in a batch); an image or video cannot be given
+        with it, and a text is then used only by `hybrid`'s full-text half."""
         from vidclip.store.filters import combine_where
 
         check_request(k, per_video, level)
@@ -275,12 +279,32 @@ class Library:
             raise QueryError("hybrid search needs a text query")
         quick_check(self.store)  # a damaged store is one line, never silently missing hits
         sql = combine_where(self.store, where, where_sql)
-        query = self.embed_query(text=text, image=image, video=video, span=span, weights=weights)
+        if vector is not None:
+            if image is not None or video is not None:
+                raise QueryError("a query vector cannot be combined with an image or a video")
+            query = self._check_vector(vector)
+        else:
+            query = self.embed_query(text=text, image=image, video=video, span=span, weights=weights)
         options = dict(where=sql, rerank=rerank, rerank_k=rerank_k, alpha=alpha, nprobes=nprobes, refine_factor=refine_factor)
         if not hybrid:
             return search_vector(self.store, query, k=k, per_video=per_video, level=level, **options)
         return search_hybrid(self.store, str(text).strip()[:embedding.MAX_QUERY_CHARS], query, k, per_video, level, options,
                              fusion, rrf_k, text_weight)
+
+    def stored_vector(self, video_id: str, clip_id: int | None = None) -> np.ndarray:
+        """The stored (D,) vector of clip `clip_id` of an ok video, or of the whole video when None:
+        the query for "more like this moment" (no model needed)."""
+        return stored_vector(self.store, video_id, clip_id)
+
+    def _check_vector(self, vector) -> np.ndarray:
+        arr = np.asarray(vector, dtype=np.float32)  # (D,)
+        dim = (self.store.meta.get("model") or {}).get("dim")
+        if arr.ndim != 1 or (dim is not None and arr.shape[0] != int(dim)) or not np.isfinite(arr).all():
+            raise QueryError(f"a query vector must be {dim or 'D'} finite numbers, got shape {arr.shape}")
+        norm = float(np.linalg.norm(arr))
+        if norm < 1e-8:
+            raise QueryError("a query vector must not be zero")
+        return arr / norm
 
     def embed_query(self, text: str | None = None, image=None, video=None, span=None, weights=None) -> np.ndarray:
         """The normalised query vector (D,) for a text, an image, a video (span), or text + image."""

@@ -8,13 +8,13 @@ import logging
 import os
 import sys
 
-from vidclip.cli import bench, demo, index, ingest, learn, query, store
+from vidclip.cli import bench, demo, index, ingest, learn, query, serve, store
 from vidclip.errors import VidclipError
 from vidclip.objectstore import describe_connection_failure
 from vidclip.store.storage import describe_storage_failure
 
 EXIT_ERROR = 2
-GROUPS = (ingest, query, store, index, learn, bench, demo)  # in the order `vidclip --help` lists them
+GROUPS = (ingest, query, serve, store, index, learn, bench, demo)  # in the order `vidclip --help` lists them
 
 
 class _Parser(argparse.ArgumentParser):

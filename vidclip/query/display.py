@@ -227,7 +227,7 @@ def _thumbnails(hits: list, thumb_width: int) -> list[tuple[str | None, str]]:
     for uri, idx in by_uri.items():
         times = [_best_t(hits[i]) for i in idx]
         try:
-            frames = _grab_frames(uri, times)
+            frames = grab_frames(uri, times)
         except Exception as exc:  # missing, unreadable, not a video: a placeholder says why
             reason = _reason(exc)
             for i in idx:
@@ -252,7 +252,7 @@ def _reason(exc: Exception) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def _grab_frames(uri: str, times: list[float]) -> dict[float, np.ndarray]:
+def grab_frames(uri: str, times: list[float]) -> dict[float, np.ndarray]:
     """{t: (H, W, 3) uint8 upright RGB of the frame nearest t} for each t in `times`.
 
     Times are seconds from the stream's start (as stored: from pts).  Targets are visited in

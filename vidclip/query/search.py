@@ -193,6 +193,25 @@ def search_vector(
     return Hits(_hit(r, videos[r["video_id"]]) for r in chosen)
 
 
+def stored_vector(store: Store, video_id: str, clip_id: int | None = None) -> np.ndarray:
+    """The stored (D,) vector of clip `clip_id` of a video, or of the whole video when None."""
+    table = store.segments["clip" if clip_id is not None else "video"]
+    if not store.has_vectors or not store.has_table(table):
+        raise QueryError(f"{store.uri}: the store is empty; ingest videos first")
+    where = f"video_id = {sql_str(str(video_id))}"
+    if clip_id is not None:
+        try:
+            clip_id = int(clip_id)
+        except (TypeError, ValueError):
+            raise QueryError(f"clip_id must be an integer, got {clip_id!r}") from None
+        where += f" AND clip_id = {clip_id}"
+    rows = store.table(table).search().where(where).select(["vector"]).limit(1).to_arrow()
+    if rows.num_rows == 0 or not store.videos_by_id([str(video_id)]):
+        what = f"clip {clip_id} of video {video_id}" if clip_id is not None else f"video {video_id}"
+        raise QueryError(f"{store.uri}: no {what} in this store")
+    return np.asarray(rows.column("vector")[0].as_py(), dtype=np.float32)  # (D,)
+
+
 _POOL = None
 
 

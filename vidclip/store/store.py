@@ -501,6 +501,11 @@ class Store:
         rows = self.table("sources").to_arrow().to_pylist()
         return {r["uri"]: r for r in rows}
 
+    def sources_of(self, video_id: str) -> list[dict]:
+        """The source rows (uri, size, mtime_ns, status) recorded for one video: every path it was
+        ingested from."""
+        return self.table("sources").search().where(f"video_id = {sql_str(video_id)}").limit(None).to_arrow().to_pylist()
+
     def video_status(self) -> dict[str, str]:
         """video_id -> status."""
         tbl = self.table("videos").search().select(["video_id", "status"]).limit(None).to_arrow()
