@@ -150,6 +150,8 @@ def create_app(lib: Library, config: ServeConfig, warm: bool = True):
         if text is not None:
             hits = lib.search(text, vector=state.text_vector(text), **options)
         elif like is not None:
+            if hybrid:
+                raise QueryError("hybrid search needs a text query")
             hits = lib.search(vector=lib.stored_vector(like, clip), **options)
         else:
             span = None if start is None and end is None else (start or 0.0, end if end is not None else float("inf"))
