@@ -91,6 +91,37 @@ def test_prefetch_queue_respects_its_byte_budget(tmp_path, width, height, most_f
     assert prefetch.peak_bytes // frame_bytes == most_frames  # ... and it did run ahead to fill it
 
 
+def test_prefetch_queue_holds_small_frames_by_their_number(tmp_path):
+    """160x120 frames are 58 KB: the byte budget of 10 nominal frames would hold 15 of them, the
+    frame cap holds 6 (small frames buy nothing by queueing further ahead of the model)."""
+    import time
+
+    from vidclip.model.encoder import Encoder
+    from vidclip.model.geometry import FrameGeometry
+    from vidclip.ingest.video import triage
+    from vidclip.ingest.manifest import list_inputs
+    from vidclip.ingest.sandbox import make_decoder
+    from vidclip.store.store import Store
+
+    video = write_video(tmp_path / "v.mp4", VideoSpec(codec="h264", width=160, height=120, duration_s=10.0, fps=4))
+    store = Store.open(str(tmp_path / "db"), create=True)
+    geometry = FrameGeometry.of_model(Encoder.load(TINY).model)
+    items = triage(list_inputs([str(video)]), store.sources(), store.video_status(), False)
+    decode = DecodeConfig(chunk_frames=1)
+    with make_decoder(decode.job, decode.timeout_s, decode.isolate) as decoder:
+        with runner._Prefetch(items, [decoder], SAMPLING, decode, geometry, max_bytes=10 * geometry.frame_bytes(),
+                              max_frames=6) as prefetch:
+            peak = 0
+            for tag, _, payload in prefetch:
+                if tag == "msg" and payload[0] == runner.CHUNK and peak == 0:
+                    deadline = time.monotonic() + 120
+                    while prefetch._frames < 6 and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    time.sleep(0.5)  # room to overshoot, were the cap not enforced
+                peak = max(peak, prefetch._frames)
+    assert peak == 6
+
+
 def _rows(lib):
     frames = lib.store.table("frames").to_arrow().sort_by([("video_id", "ascending"), ("t", "ascending")])
     clips = lib.store.table("clips").to_arrow().sort_by([("video_id", "ascending"), ("clip_id", "ascending")])

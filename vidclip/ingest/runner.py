@@ -5,13 +5,14 @@ from many videos share each encoder batch; finished videos are committed in bulk
 
 Decoding overlaps encoding: background threads drive the decoders (sandbox children, each
 decoding one video at a time in its own process; `decode_workers` of them, so one GPU can be fed
-by several cores without Ray) and hand their messages over one queue bounded in *frames*, so the
-children decode up to a full encoder batch ahead while this thread runs the model.
-Memory is bounded by that budget, counted in bytes: 2 x batch_size 16:9 frames at the model's
-decode size (137 MB at batch 64 for the 796x448 frames ViT-B-32 is decoded at, twice its input
-size: docs/parity.md), plus one encoder batch of at most batch_size such frames' bytes, plus the
-frame vectors of the videos in flight (a few KB per sampled frame).  Wider or taller frames count
-by their own bytes, so a 16:1 stripe (9.6 MB frames) holds 14 frames in the queue, not 128.
+by several cores without Ray) and hand their messages over one bounded queue, so the children
+decode up to two encoder batches ahead while this thread runs the model.
+Memory is bounded by that queue: at most 2 x batch_size frames, and at most the bytes of that many
+16:9 frames at the model's decode size (137 MB at batch 64 for the 796x448 frames ViT-B-32 is
+decoded at, twice its input size: docs/parity.md), plus one encoder batch (at most batch_size
+frames and those bytes), plus the frame vectors of the videos in flight (a few KB per sampled
+frame).  Wider or taller frames count by their own bytes, so a 16:1 stripe (9.6 MB frames)
+holds 14 frames in the queue, not 128.
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ def run_in_process(
         items = triage(entries, store.sources(), store.video_status(), retry_failed,
                        functools.partial(hash_files, storage=decode.storage))
         budget = int(PREFETCH_BATCHES * encoder.batch_size * geometry.frame_bytes())
+        max_frames = int(PREFETCH_BATCHES * encoder.batch_size)
         current: dict[int, str] = {}  # id(work item) -> uri, the videos being decoded
 
         def diagnose() -> str:
@@ -186,7 +188,7 @@ def run_in_process(
             return f"{committer.committed_videos} video(s) of this run"
 
         watchdog = StallWatchdog(stall_s, diagnose, committed)
-        with watchdog, _Prefetch(items, decoders, sampling, decode, geometry, budget) as messages:
+        with watchdog, _Prefetch(items, decoders, sampling, decode, geometry, budget, max_frames) as messages:
             for tag, item, payload in messages:
                 if tag != _IDLE:
                     watchdog.tick()
@@ -219,19 +221,23 @@ class _Prefetch:
     Tags: "skip" / "failure" (triage's verdicts), "start" (a video begins), "msg" (one decoder
     message), "error" (the video failed: payload is the reason), "end" (the video is over),
     "idle" (nothing decoded is ready: the next message will block).
-    The queue holds at most `max_bytes` of decoded frames (one larger chunk may pass when it is
-    empty; a chunk is at most decoder.CHUNK_BYTES) and MAX_QUEUED_MESSAGES messages, so decoding
-    runs at most that far ahead.  max_bytes <= 0: no threads, decode and encode take turns.
+    The queue holds at most `max_bytes` of decoded frames and `max_frames` frames (one larger
+    chunk may pass when it is empty; a chunk is at most decoder.CHUNK_BYTES) and
+    MAX_QUEUED_MESSAGES messages, so decoding runs at most that far ahead: large frames are held
+    by their bytes, small ones by their number (2,400 frames of 160x120 would fit the bytes and
+    buy nothing).  max_bytes <= 0: no threads, decode and encode take turns.
     """
 
-    def __init__(self, items, decoders, sampling, decode, geometry, max_bytes: int):
+    def __init__(self, items, decoders, sampling, decode, geometry, max_bytes: int, max_frames: int = 1 << 30):
         self._items, self._decoders = iter(items), list(decoders)
         self._items_lock = threading.Lock()  # triage is one generator (it hashes and probes inputs)
         self._job = (sampling, decode, geometry)
         self.max_bytes = int(max_bytes)
+        self.max_frames = int(max_frames)
         self._q: queue_mod.Queue = queue_mod.Queue()  # bounded by the credit counters below
         self._room = threading.Condition()
         self._bytes = 0  # bytes of decoded frames queued
+        self._frames = 0
         self.peak_bytes = 0
         self._messages = 0
         self._stop = threading.Event()
@@ -243,24 +249,27 @@ class _Prefetch:
             raise InputError("more than one decode worker needs the background decode threads (PREFETCH_BATCHES > 0)")
 
     def _put(self, message) -> bool:
-        n = _bytes_in(message)
+        n, frames = _bytes_in(message), _frames_in(message)
         with self._room:
             while not self._stop.is_set() and (
-                (self._bytes and self._bytes + n > self.max_bytes) or self._messages >= MAX_QUEUED_MESSAGES
+                (self._bytes and (self._bytes + n > self.max_bytes or self._frames + frames > self.max_frames))
+                or self._messages >= MAX_QUEUED_MESSAGES
             ):
                 self._room.wait(0.2)
             if self._stop.is_set():
                 return False
             self._bytes += n
+            self._frames += frames
             self.peak_bytes = max(self.peak_bytes, self._bytes)
             self._messages += 1
-        self._q.put((message, n))
+        self._q.put((message, n, frames))
         return True
 
     def _take(self):
-        message, n = self._q.get()
+        message, n, frames = self._q.get()
         with self._room:
             self._bytes -= n
+            self._frames -= frames
             self._messages -= 1
             self._room.notify_all()
         return message
@@ -342,6 +351,14 @@ class _Prefetch:
 
 def _bytes_of(frames) -> int:
     return sum(int(f.nbytes) for f in frames)
+
+
+def _frames_in(message) -> int:
+    """Decoded frames a prefetch message carries (only decoder CHUNK messages carry any)."""
+    tag, _, payload = message
+    if tag == "msg" and payload[0] == CHUNK:
+        return len(payload[1].position)
+    return 0
 
 
 def _bytes_in(message) -> int:
