@@ -1,4 +1,4 @@
-"""`vidclip bench decode|encode|ingest|parity|driver|cluster|memory|gpu`: the performance benchmarks (benchmarks/*.py).
+"""`vidclip bench decode|encode|ingest|parity|driver|cluster|memory|serve|gpu`: the performance benchmarks (benchmarks/*.py).
 
 Wired into vidclip/cli/main.py with `add_parsers(sub)` and `COMMANDS`.  Each benchmark generates
 its corpus once into a cache directory (default ~/.cache/vidclip-bench, or $VIDCLIP_BENCH_CACHE)
@@ -17,13 +17,14 @@ _BENCHES = {
     "driver": ("benchmarks.driver", "the Ray driver's ceiling: assemble, aggregate and commit synthetic encoder rows"),
     "cluster": ("benchmarks.cluster", "ingest on a two-raylet Ray cluster started here vs --local, and the encoder-actor rule"),
     "memory": ("benchmarks.memory", "peak memory of the driver and decode child by video length and frame shape"),
+    "serve": ("benchmarks.serve", "vidclip serve under load: text-search latency and requests/s at 1, 4, 16 clients"),
     "gpu": ("benchmarks.gpu", "on a GPU: encoder images/s (bf16/fp16, compile), decode cores per GPU, ingest"),
 }
 
 
 def add_parsers(subparsers) -> None:
     p = subparsers.add_parser("bench", help="performance benchmarks on generated videos (results in benchmarks/*.json)")
-    which = p.add_subparsers(dest="bench", metavar="decode|encode|ingest|parity|driver|cluster|memory|gpu")
+    which = p.add_subparsers(dest="bench", metavar="decode|encode|ingest|parity|driver|cluster|memory|serve|gpu")
     which.required = True
     for name, (module, help_text) in _BENCHES.items():
         sp = which.add_parser(name, help=help_text)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from importlib import resources
 
@@ -141,14 +142,16 @@ def create_app(lib: Library, config: ServeConfig, warm: bool = True):
         alpha: float = common["alpha"], hybrid: bool = common["hybrid"], fusion: str = common["fusion"],
         rrf_k: int = common["rrf_k"], text_weight: float = common["text_weight"],
     ):
-        t0 = time.perf_counter()
+        t0 = state.begin()
         options = search_options(k, per_video, level, where, rerank, rerank_k, alpha, hybrid, fusion, rrf_k, text_weight)
         text = _text(q)
         given = [name for name, v in (("q", text), ("like", like), ("video", video)) if v is not None]
         if len(given) != 1:
             raise QueryError("give exactly one of q, like, video" if given else "empty query: give q, like or video")
         if text is not None:
-            hits = lib.search(text, vector=state.text_vector(text), **options)
+            vector = state.text_vector(text)
+            t0 = state.lap("embed", t0)
+            hits = lib.search(text, vector=vector, **options)
         elif like is not None:
             if hybrid:
                 raise QueryError("hybrid search needs a text query")
@@ -174,10 +177,11 @@ def create_app(lib: Library, config: ServeConfig, warm: bool = True):
         name = os.path.basename(image.filename or "upload")
 
         def run():
+            state.begin()
             pixels = decode_upload(data, name)
             return lib.search(_text(q), image=pixels, **options)
 
-        return state.answer(await run_in_threadpool(run), t0)
+        return await run_in_threadpool(lambda: state.answer(run(), t0))  # the store's queries: off the event loop
 
     # -- media --------------------------------------------------------------------------------------
     @app.get("/api/thumbnail/{video_id}", summary="The frame nearest t seconds, as JPEG", response_class=Response)
@@ -242,6 +246,7 @@ class _State:
         self.lib = lib
         self.batcher = TextBatcher(lambda texts: lib.encoder.encode_text(texts).numpy())
         self._columns: tuple | None = None  # (videos table version, columns)
+        self._local = threading.local()  # this request's timings
 
     def warm(self) -> None:
         """Load the model, and fill the in-memory exact index with one search."""
@@ -257,7 +262,21 @@ class _State:
     def text_vector(self, text: str) -> np.ndarray:
         return self.batcher.embed(text)
 
+    def begin(self) -> float:
+        """A request starts on this thread: no timings yet; returns now."""
+        self._local.laps = {}
+        return time.perf_counter()
+
+    def lap(self, name: str, t0: float) -> float:
+        """Records the time since t0 under `name` for this request's answer; returns now."""
+        now = time.perf_counter()
+        self._local.laps = {**getattr(self._local, "laps", {}), name: round(1000 * (now - t0), 2)}
+        return now
+
     def answer(self, hits, t0: float) -> dict:
+        """The JSON answer: each hit with its page fields; timing_ms splits the request (embed:
+        the text tower, with any wait for a shared batch; search: the store; answer: this)."""
+        t0 = self.lap("search", t0)
         rows = self.lib.store.videos_by_id({h.video_id for h in hits}) if len(hits) else {}
         out = []
         for h in hits:
@@ -267,7 +286,9 @@ class _State:
             d.update(name=os.path.basename(str(h.uri)), title=video.get("title"), duration_s=video.get("duration_s"),
                      thumbnail=f"/api/thumbnail/{h.video_id}?t={t:.3f}&w=320", video=f"/api/video/{h.video_id}")
             out.append(d)
-        return {"hits": out, "took_ms": round(1000 * (time.perf_counter() - t0), 1)}
+        self.lap("answer", t0)
+        laps, self._local.laps = self._local.laps, {}
+        return {"hits": out, "took_ms": round(sum(laps.values()), 1), "timing_ms": laps}
 
     def columns(self) -> list[dict]:
         store = self.lib.store
