@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 
 import httpx
@@ -147,6 +148,27 @@ def test_thumbnails_and_the_video_file_with_range_requests(server):
     assert part.headers["content-range"] == f"bytes 100-1123/{len(data)}"
     tail = _get(server, hit["video"], headers={"Range": f"bytes={len(data) - 10}-"})
     assert tail.status_code == 206 and tail.content == data[-10:]
+
+
+def test_every_video_response_closes_its_file(server):
+    """Sent, refused (416) or cut off by the client: the server's open descriptors do not grow."""
+    hit = _search(server, q="harbour", k=1).json()["hits"][0]
+    size = os.path.getsize(hit["uri"])
+
+    def open_fds() -> int:
+        return len(os.listdir(f"/proc/{server.proc.pid}/fd"))
+
+    _get(server, hit["video"])
+    before = open_fds()
+    for _ in range(10):
+        assert _get(server, hit["video"], headers={"Range": f"bytes={size + 10}-{size + 20}"}).status_code == 416
+        assert _get(server, hit["video"], headers={"Range": "bytes=0-99"}).status_code == 206
+        with httpx.stream("GET", server.url + hit["video"], timeout=60) as r:  # the client leaves early
+            next(r.iter_raw(64))
+    deadline = time.monotonic() + 30
+    while open_fds() > before + 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert open_fds() <= before + 2  # a leak would be 10-20 more
 
 
 @pytest.mark.parametrize("path", ["/api/video/..%2F..%2F..%2Fetc%2Fpasswd", "/api/video/../../etc/passwd",

@@ -29,7 +29,6 @@ from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 
 from vidclip.errors import InputError, QueryError, StoreBusyError, StoreError, VidclipError
@@ -194,9 +193,8 @@ def create_app(lib: Library, config: ServeConfig, warm: bool = True):
     def video_file(video_id: str):
         opened = open_video(lib.store, video_id)
         try:
-            return FileResponse(opened.path, media_type=_media_type(opened.name), filename=None,
-                                background=BackgroundTask(opened.close),
-                                headers={"Cache-Control": "private, max-age=3600"})
+            return _OpenFileResponse(opened, media_type=_media_type(opened.name),
+                                     headers={"Cache-Control": "private, max-age=3600"})
         except BaseException:
             opened.close()
             raise
@@ -218,6 +216,22 @@ def create_app(lib: Library, config: ServeConfig, warm: bool = True):
     app.add_middleware(AccessMiddleware, config=config)
     app.state.vidclip = state
     return app
+
+
+class _OpenFileResponse(FileResponse):
+    """Starlette's FileResponse (Range requests, 206/416) over a verified open descriptor, closed
+    however the response ends: sent, cut off by the client, or refused (a 416 returns before
+    FileResponse runs its background task)."""
+
+    def __init__(self, opened, **kwargs):
+        super().__init__(opened.path, **kwargs)
+        self._opened = opened
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._opened.close()
 
 
 _CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self'; script-src 'self'; "
