@@ -200,7 +200,11 @@ function card(hit, i) {
   const sub = document.createElement("span");
   sub.className = "sub";
   const clip = hit.clip_id === null ? "whole video" : `clip ${fmt(hit.clip_start_s)}–${fmt(hit.clip_end_s)}`;
-  sub.append(clip, `score ${hit.score.toFixed(3)}`);
+  const score = document.createElement("span");
+  score.textContent = `score ${hit.score.toFixed(3)}`;
+  const span = document.createElement("span");
+  span.textContent = clip;
+  sub.append(span, score);
   const like = document.createElement("button");
   like.type = "button";
   like.className = "like";
