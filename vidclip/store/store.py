@@ -285,6 +285,8 @@ class Store:
         return self.has_table("frames") and FRAME_NORM in self.table("frames").schema.names
 
     def ensure_vector_tables(self, dim: int) -> None:
+        if self.pending:  # a write: a pending store is created by it
+            self._create()
         existing = set(self._db.list_tables().tables)
         seg = self.segments
         for name, schema in (
@@ -298,6 +300,8 @@ class Store:
 
     def create_table(self, name: str, schema: pa.Schema, data: pa.Table | None = None):
         """Create (or replace) a table: used by reindex to build new segment tables."""
+        if self.pending:
+            self._create()
         tbl = self._db.create_table(name, schema=schema, data=data, mode="overwrite" if self.has_table(name) else "create")
         self._tables[name] = tbl
         self.index_lookups(name)
