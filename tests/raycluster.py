@@ -39,11 +39,14 @@ def two_nodes(tmp_path, cli_env):
                  "--include-dashboard", "false", "--temp-dir", tmp, "--disable-usage-stats"], env)
     if head.returncode != 0:
         pytest.skip(f"cannot start a Ray head here: {head.stderr.strip()[-300:]}")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "ray.scripts.scripts", "start", "--address", f"127.0.0.1:{port}", "--node-ip-address",
-         "127.0.0.1", "--num-cpus", "1", "--block", "--disable-usage-stats"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
+    log_path = tmp_path / "second-raylet.log"  # what the second node said: wait_for_nodes shows it on failure
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "ray.scripts.scripts", "start", "--address", f"127.0.0.1:{port}", "--node-ip-address",
+             "127.0.0.1", "--num-cpus", "1", "--block", "--disable-usage-stats"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    worker.log_path = log_path
     yield f"127.0.0.1:{port}", worker, env
     try:
         os.killpg(worker.pid, signal.SIGKILL)
@@ -86,8 +89,18 @@ def node_count(address, env) -> int:
     return int(out.stdout.split()[-1]) if out.returncode == 0 and out.stdout.split() else 0
 
 
-def wait_for_nodes(address: str, env: dict, n: int = 2, timeout_s: float = 120.0) -> None:
+def wait_for_nodes(address: str, env: dict, n: int = 2, timeout_s: float = 300.0, worker=None) -> None:
+    """Until `n` nodes are alive.  A second raylet that exited fails at once, with what it said; the
+    deadline is long because on a loaded 2-core machine one `node_count` probe (a fresh Python
+    importing Ray and joining) takes tens of seconds, and the raylet's own start as long."""
     deadline = time.monotonic() + timeout_s
+
+    def said() -> str:
+        path = getattr(worker, "log_path", None)
+        return path.read_text(errors="replace")[-1500:] if path is not None and path.exists() else "(no log)"
+
     while node_count(address, env) < n:
-        assert time.monotonic() < deadline, f"the cluster at {address} never reached {n} nodes"
+        if worker is not None and worker.poll() is not None:
+            raise AssertionError(f"the second raylet exited ({worker.returncode}) before joining {address}:\n{said()}")
+        assert time.monotonic() < deadline, f"the cluster at {address} never reached {n} nodes; second raylet:\n{said()}"
         time.sleep(2)

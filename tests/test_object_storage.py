@@ -210,8 +210,8 @@ def test_a_bucket_ingested_on_a_two_node_cluster_gives_the_local_rows(s3, two_no
 
     from raycluster import wait_for_nodes
 
-    address, _, env = two_nodes
-    wait_for_nodes(address, env)
+    address, worker, env = two_nodes
+    wait_for_nodes(address, env, worker=worker)
     common = [*TINY_ARGS, "--fps", "2", "--clip-seconds", "2", "--json", "--storage-options-file", str(options_file)]
     no_token = {k: v for k, v in env.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
     no_token["HOME"] = str(tmp_path)  # no ~/.ray/auth_token to fall back on
