@@ -27,13 +27,20 @@ class ClusterError(VidclipError):
     """Ray could not be started or joined."""
 
 
-def _import_ray_for_loopback():
-    """Import ray so that a local cluster binds every socket to 127.0.0.1.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def _loopback():
+    """Ray, imported so that a private local cluster binds every socket to 127.0.0.1, for one session.
 
     Ray only keeps a local node on loopback when it believes it runs on a desktop OS; the switch is
-    this environment variable, read when ray is imported.  If ray was imported earlier, the same
-    constant is set on the module."""
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    an environment variable read when ray is imported (and by the processes the cluster starts), and
+    the constant it sets.  Both are restored when the session ends: left behind, a later join to a
+    real cluster from the same process would advertise 127.0.0.1 as the driver's address, and a
+    `ray start --address` run from it would refuse to join ("not supported on Windows and OSX")."""
+    saved_env = os.environ.get(LOOPBACK_ENV)
+    os.environ.setdefault(LOOPBACK_ENV, "0")
     # Token authentication stays on, with a fresh random token for this process's local clusters (no
     # token file under ~/.ray, no warning).  Ray reads these when it is imported, so they are only
     # set before the first import: set afterwards, the driver and the new cluster would disagree.
@@ -43,9 +50,16 @@ def _import_ray_for_loopback():
     import ray
     from ray._private import ray_constants
 
-    if getattr(ray_constants, "ENABLE_RAY_CLUSTER", False):
-        ray_constants.ENABLE_RAY_CLUSTER = False
-    return ray
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield ray
+    finally:
+        if saved_env is None:
+            os.environ.pop(LOOPBACK_ENV, None)
+        else:
+            os.environ[LOOPBACK_ENV] = saved_env
+        # Ray's own rule, on the caller's environment (ray may have been imported above, with "0").
+        ray_constants.ENABLE_RAY_CLUSTER = ray_constants.env_bool(LOOPBACK_ENV, not ray_constants.IS_WINDOWS_OR_OSX)
 
 
 @contextlib.contextmanager
@@ -60,14 +74,16 @@ def ray_session(options: JobOptions):
     if address:
         resolved = check_reachable(address, source)
         address = resolved if address == "auto" else address  # never Ray's own search for "any" cluster
-    ray = _import_ray_for_loopback() if not address else __import__("ray")
-    # lancedb warns on every fork; Ray and the decode sandbox fork only to exec a new program.
-    warnings.filterwarnings("ignore", message="lancedb fork support is experimental", category=RuntimeWarning)
-    for name in ("ray", "ray.data", "ray._private"):  # before ray.init too (_quiet_ray_data runs after it)
-        logging.getLogger(name).setLevel(logging.ERROR)
-    with _ray_output() as out, contextlib.redirect_stdout(out):
-        with _session(ray, options, address):
-            yield ray
+    with contextlib.ExitStack() as stack:
+        ray = stack.enter_context(_loopback()) if not address else __import__("ray")
+        # lancedb warns on every fork; Ray and the decode sandbox fork only to exec a new program.
+        warnings.filterwarnings("ignore", message="lancedb fork support is experimental", category=RuntimeWarning)
+        for name in ("ray", "ray.data", "ray._private"):  # before ray.init too (_quiet_ray_data runs after it)
+            logging.getLogger(name).setLevel(logging.ERROR)
+        out = stack.enter_context(_ray_output())
+        stack.enter_context(contextlib.redirect_stdout(out))
+        stack.enter_context(_session(ray, options, address))
+        yield ray
 
 
 def ray_log_path() -> str:

@@ -34,6 +34,10 @@ def two_nodes(tmp_path, cli_env):
     # Token authentication on, as a real cluster should run: the head, the second node and the
     # driver share one token.
     env = dict(cli_env, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    # vidclip's local clusters set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 in os.environ (it keeps a private
+    # cluster on loopback, pipelines/cluster.py); inherited by `ray start --address`, it refuses to
+    # join ("Multi-node Ray clusters are not supported on Windows and OSX").  This is a real cluster.
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
     tmp = f"/tmp/vc{os.getpid()}"  # short: Ray's socket paths have a length limit
     head = ray_cli(["start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "1",
                  "--include-dashboard", "false", "--temp-dir", tmp, "--disable-usage-stats"], env)

@@ -85,7 +85,9 @@ def test_search_click_and_play_from_the_moment(server, page, tmp_path):
     page.evaluate("window.seeks = []; document.getElementById('player')"
                   ".addEventListener('seeked', e => window.seeks.push(e.target.currentTime))")
     cards.first.click()
-    page.wait_for_function("window.seeks.length > 0")
+    # wait_for_function always gets a function: an expression string is eval()ed while Playwright
+    # polls, which the page's CSP (script-src 'self') forbids, so it fails whenever it must wait
+    page.wait_for_function("() => window.seeks.length > 0")
     assert page.evaluate("window.seeks[0]") == pytest.approx(first["start_s"], abs=0.01)
     assert page.evaluate("document.getElementById('player').currentTime") >= first["start_s"] - 0.01
     assert page.evaluate("document.getElementById('player').src").endswith(first["video"])
@@ -118,9 +120,9 @@ def test_a_shared_url_keyboard_errors_and_back(server, page):
     page.keyboard.press("ArrowRight")
     assert page.evaluate("document.activeElement.dataset.index") == "1"
     page.keyboard.press("Enter")
-    page.wait_for_function("document.getElementById('player-box').open")
+    page.wait_for_function("() => document.getElementById('player-box').open")
     page.keyboard.press("Escape")
-    page.wait_for_function("!document.getElementById('player-box').open")
+    page.wait_for_function("() => !document.getElementById('player-box').open")
     page.keyboard.press("/")
     assert page.evaluate("document.activeElement.id") == "q"
 

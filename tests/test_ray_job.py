@@ -56,7 +56,10 @@ def test_local_ray_listens_on_loopback_only_and_matches_in_process(tmp_path, vid
     import vidclip
     from pipelines.options import JobOptions
 
+    import os
+
     before = listening_sockets()
+    env_before = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
     seen: set = set()
     stop = threading.Event()
 
@@ -77,6 +80,12 @@ def test_local_ray_listens_on_loopback_only_and_matches_in_process(tmp_path, vid
     assert new, "saw no Ray listener at all: the watcher is broken"
     public = sorted(s for s in new if not _is_loopback(s[0]))
     assert not public, f"Ray listened on non-loopback addresses: {public}"
+    # The loopback switch was for that session only: a later join to a real cluster from this
+    # process (or a `ray start --address` it runs) must use the machine's address again.
+    from ray._private import ray_constants
+
+    assert os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == env_before
+    assert ray_constants.ENABLE_RAY_CLUSTER is (env_before is None or env_before.lower() in ("1", "true"))
 
     local = vidclip.open(tmp_path / "local_db", model=TINY)
     expected = local.ingest([videos], SAMPLING, progress=False)

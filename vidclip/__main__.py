@@ -1,5 +1,3 @@
-import sys
+from vidclip.cli.main import run
 
-from vidclip.cli import main
-
-sys.exit(main())
+run()

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from vidclip.cli import bench, demo, index, ingest, learn, query, serve, store
+from vidclip.cli import bench, demo, index, ingest, interrupt, learn, query, serve, store
 from vidclip.errors import VidclipError
 from vidclip.objectstore import describe_connection_failure
 from vidclip.store.storage import describe_storage_failure
@@ -32,13 +32,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run() -> None:
+    """The `vidclip` program (console script and `python -m vidclip`): main, then an exit the shell
+    reads correctly, including an interrupted one (vidclip/cli/interrupt.py says why)."""
+    rc = main()
+    if rc == interrupt.EXIT_INTERRUPTED:
+        interrupt.exit_interrupted()
+    sys.exit(rc)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _own_stderr()
     _configure_logging(args.verbose)
+    with interrupt.handling():
+        return _run_command(args)
+
+
+def _run_command(args) -> int:
     try:
         rc = COMMANDS[args.command](args)
         sys.stdout.flush()  # inside the try: a closed pipe is reported below, not at shutdown
+        if interrupt.requested():  # a Ctrl-C whose KeyboardInterrupt Python could not raise
+            raise KeyboardInterrupt
         return rc
     except VidclipError as exc:
         print(f"vidclip: error: {_one_line(exc)}", file=sys.stderr)
@@ -59,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("vidclip: interrupted", file=sys.stderr)
-        return 130
+        return interrupt.EXIT_INTERRUPTED
 
 
 def _own_stderr() -> None:

@@ -39,8 +39,8 @@ def serve(fd: int, entry_point: str) -> None:
     from vidclip.container import allow_frame_threads
 
     allow_frame_threads()  # this process is vidclip's own: vidclip.container says why that matters
-    # Ctrl-C reaches the whole process group; the parent decides what a stop means and ends this
-    # child itself, so the child neither dies mid-message nor prints a KeyboardInterrupt traceback.
+    # A SIGINT sent to this process itself (not the terminal's, see _start): the parent decides what
+    # a stop means and ends this child, which neither dies mid-message nor prints a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn = Connection(fd)
     job_fn = resolve(entry_point)
@@ -97,6 +97,12 @@ class DecodeSandbox:
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", code, str(child.fileno()), self.entry_point],
                 pass_fds=[child.fileno()], env=env, stdin=subprocess.DEVNULL, close_fds=True,
+                # Its own session: a terminal's Ctrl-C (SIGINT to the foreground process group)
+                # reaches the parent only, which decides what a stop means and ends this child.
+                # Ignoring SIGINT inside the child is not enough: it arrives while the child is
+                # still importing, and the child prints a KeyboardInterrupt traceback.  The child
+                # still ends with its parent: it exits when the socket closes.
+                start_new_session=True,
             )
         except BaseException:
             parent.close()

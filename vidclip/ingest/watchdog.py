@@ -123,6 +123,8 @@ class StallWatchdog:
         return self
 
     def _on_sigint(self, signum, frame) -> None:
+        if self.message is None and callable(self._previous):
+            self._previous(signum, frame)  # the caller's own handler (the CLI's remembers the Ctrl-C)
         if self.message is not None or self._previous is not signal.SIG_IGN:
             raise KeyboardInterrupt
         # SIGINT was ignored before the job began and this one is not the watchdog's: ignore it
