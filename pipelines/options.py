@@ -61,3 +61,40 @@ def default_object_store_bytes() -> int:
     except (ValueError, OSError):
         total = 8 << 30
     return int(min(4 << 30, max(512 << 20, total // 4)))
+
+
+# Where `vidclip ingest` runs when no cluster is named (docs/performance.md has the numbers).
+# Measured: on 2 cores the in-process job is 1.9-2.1x faster than local Ray (100 videos: 36.8 s vs
+# 77.0 s; 40 videos: 24.9 s vs a two-raylet cluster's 43.9 s), Ray paying 10-20 s of start-up and
+# object-store copies; on one H200 with 16 cores the in-process job with 15 decode children was
+# decode-bound (GPU 2% busy), so Ray's decode tasks on the same cores could not do better.
+# Not measured: CPU machines above 8 cores, where several 4-thread encoder actors may beat one
+# torch encoder (intra-op scaling was measured linear only to 2 threads), and machines with several
+# GPUs, where one encoder actor per GPU uses GPUs the in-process job leaves idle.
+LOCAL_MAX_CORES = 8
+
+
+@dataclass(frozen=True)
+class RunnerChoice:
+    """ray: run the Ray Data job (on a local cluster, JobOptions sizes it); otherwise in this process
+    with `decode_workers` decode children.  reason: the line the CLI prints once."""
+
+    ray: bool
+    decode_workers: int | None
+    reason: str
+
+
+def choose_runner(cores: int, gpus: int) -> RunnerChoice:
+    """The runner for a machine with `cores` CPUs and `gpus` GPUs when no cluster was named."""
+    cores = max(1, int(cores))
+    if gpus >= 2:
+        return RunnerChoice(True, None, f"local Ray: {gpus} GPUs, one encoder actor each")
+    if gpus == 1:
+        workers = max(1, cores - 1)
+        return RunnerChoice(False, workers, f"in-process: 1 GPU, {workers} decode worker(s) on {cores} cores "
+                                            "(decoding, not the GPU, is the limit)")
+    if cores > LOCAL_MAX_CORES:
+        return RunnerChoice(True, None, f"local Ray: {cores} cores, no GPU (encoder actors share them)")
+    workers = max(1, round(cores * (1 - ENCODE_SHARE)))
+    return RunnerChoice(False, workers, f"in-process: {cores} cores, no GPU, {workers} decode worker(s) "
+                                        "(local Ray was 2x slower on 2 cores)")

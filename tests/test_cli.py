@@ -46,6 +46,21 @@ def test_ingest_json_contract(db):
     assert isinstance(report["seconds"], float)
 
 
+def test_ingest_says_which_runner_it_chose_once(tmp_path, cli_env, videos):
+    import os
+
+    from pipelines.options import choose_runner
+
+    proc = run(["ingest", str(videos / "sub"), "--db", str(tmp_path / "db"), *TINY_ARGS, "--json"], cli_env)
+    choice = choose_runner(len(os.sched_getaffinity(0)), 0)  # CI machines have no GPU
+    said = [l for l in proc.stderr.splitlines() if l.startswith("vidclip: runner:")]
+    assert said == [f"vidclip: runner: {choice.reason}; --runner local|ray overrides"], proc.stderr
+    assert json.loads(proc.stdout)["ok"] == 1
+    for args, needle in ((["--local", "--runner", "ray"], "contradict"), (["--local", "--ray-address", "auto"], "drop --local")):
+        bad = run(["ingest", str(videos), "--db", str(tmp_path / "db2"), *args], cli_env, check=False)
+        assert_one_line_error(bad, needle)
+
+
 def test_ingest_records_bad_files_and_still_exits_zero(tmp_path, cli_env, videos):
     (videos / "broken.mp4").write_text("this is not a video")
     proc = run(["ingest", str(videos), "--db", str(tmp_path / "db2"), *TINY_ARGS, "--local", "--json"], cli_env)
@@ -103,6 +118,8 @@ def test_model_mismatch_is_refused(db, cli_env):
         (["status", "--db", "{tmp}/afile"], "not a directory"),
         (["search", "--db", "{tmp}/db"], "give a text QUERY, --image PATH or --video PATH"),
         (["search", "x", "--db", "{tmp}/db", "-k", "0"], "argument -k"),
+        (["search", "x", "--db", "{tmp}/nostore", "-k", "5000"], "argument -k: expected at most 1000"),  # before the store
+        (["search", "x", "--db", "{tmp}/nostore", "--image", "{tmp}/nope.jpg"], "nope.jpg"),
         (["ingest", "{tmp}/emptydir", "--db", "{tmp}/db", "--fps", "-1"], "argument --fps"),
         (["frobnicate"], "invalid choice"),
     ],

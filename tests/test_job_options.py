@@ -27,3 +27,18 @@ def test_gpus_get_one_actor_each_and_the_flag_wins():
     assert JobOptions().resolved_encoders(4, 64, 16) == (4, 0)
     assert JobOptions(encode_actors=2).resolved_encoders(0, 16, 16) == (2, 4)
     assert JobOptions(encode_actors=3).resolved_encoders(8, 64, 16) == (3, 0)
+
+
+@pytest.mark.parametrize("cores, gpus, ray, workers", [
+    (2, 0, False, 1),    # this machine: in-process, one decode child (Ray measured 2x slower)
+    (8, 0, False, 2),    # the largest CPU machine kept in-process: 20% of the cores decode
+    (16, 0, True, None),  # more cores than one torch encoder is trusted to use: encoder actors
+    (16, 1, False, 15),  # one GPU: decoding is the limit, every other core decodes
+    (32, 4, True, None),  # several GPUs: one encoder actor each
+])
+def test_the_runner_rule(cores, gpus, ray, workers):
+    from pipelines.options import choose_runner
+
+    choice = choose_runner(cores, gpus)
+    assert (choice.ray, choice.decode_workers) == (ray, workers)
+    assert choice.reason.startswith("local Ray" if ray else "in-process")

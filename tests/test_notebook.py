@@ -33,7 +33,7 @@ def test_notebook_runs_offline_and_shows_results(tmp_path, monkeypatch):
     # The tiny architecture keeps this test quick; the notebook's default is ViT-B-32.
     monkeypatch.setenv("VIDCLIP_NOTEBOOK_MODEL", "vidclip-tiny")
     monkeypatch.setenv("VIDCLIP_NOTEBOOK_MODEL_CONFIG", TINY_CONFIG)
-    monkeypatch.setenv("TQDM_DISABLE", "1")
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # as a user's kernel runs it: no progress widget warnings
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(
         nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}
@@ -44,6 +44,7 @@ def test_notebook_runs_offline_and_shows_results(tmp_path, monkeypatch):
     assert not [o for o in outputs if o.output_type == "error"]
     stderr = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stderr")
     assert "Traceback" not in stderr
+    assert "TqdmWarning" not in stderr and "IProgress" not in stderr, stderr
     grids = [o.data["text/html"] for o in outputs if "vidclip-hits" in o.get("data", {}).get("text/html", "")]
     assert [g.count(THUMB) for g in grids] == EXPECTED_GRIDS
     for grid in grids:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -100,11 +101,24 @@ def test_local_ray_listens_on_loopback_only_and_matches_in_process(tmp_path, vid
     np.testing.assert_allclose(clip_vectors(lib.store), clip_vectors(local.store), atol=1e-5)
 
 
-def test_cli_default_runs_on_ray_with_clean_json(tmp_path, videos, cli_env):
-    args = ["--model", "vidclip-tiny", "--pretrained", "none", "--model-config", TINY_CONFIG, "--fps", "2", "--clip-seconds", "2"]
-    proc = subprocess.run([sys.executable, "-m", "vidclip", "ingest", str(videos), "--db", str(tmp_path / "db"), *args, "--json"],
-                          capture_output=True, text=True, env=cli_env, timeout=600)
+def test_cli_runner_ray_runs_on_ray_with_clean_json(tmp_path, videos, cli_env):
+    args = ["--model", "vidclip-tiny", "--pretrained", "none", "--model-config", TINY_CONFIG, "--fps", "2", "--clip-seconds", "2",
+            "--runner", "ray"]
+    import shutil
+    import tempfile
+
+    ray_tmp = tempfile.mkdtemp(prefix="vr", dir="/tmp")  # short: Ray's socket paths have a length limit
+    env = dict(cli_env, RAY_TMPDIR=ray_tmp)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "vidclip", "ingest", str(videos), "--db", str(tmp_path / "db"), *args,
+                               "--json"], capture_output=True, text=True, env=env, timeout=600)
+        sessions = [p for p in os.listdir(os.path.join(ray_tmp, "ray")) if p.startswith("session_2")] \
+            if os.path.isdir(os.path.join(ray_tmp, "ray")) else []
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sessions, "no Ray session was started: the job did not run on Ray"
+    assert "runner:" not in proc.stderr  # chosen by the flag: nothing to announce
     report = json.loads(proc.stdout)  # stdout holds the JSON object and nothing else
     assert report["ok"] == len(LIBRARY_SPECS) and report["failed"] == 0
     # stderr holds vidclip's own lines only: Ray's C++ core (core_worker.cc ...) and its Python

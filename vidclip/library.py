@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
@@ -152,6 +152,7 @@ class Library:
         metadata: str | os.PathLike | None = None,
         stall_s: float = DEFAULT_STALL_S,
         decode_workers: int = 1,
+        on_listed: "Callable[[int], None] | None" = None,
     ) -> IngestReport:
         """Ingest files and folders (recursively).  Files already in the store are skipped; files
         that cannot be decoded are recorded as failed with their reason, never fatal.
@@ -163,7 +164,10 @@ class Library:
 
         metadata: a sidecar manifest (CSV / JSONL / Parquet with a `uri` column) whose other
         columns become each matching file's metadata (merged over a manifest input's own);
-        title / description / tags become filterable, full-text searchable columns."""
+        title / description / tags become filterable, full-text searchable columns.
+
+        on_listed: called once with the number of inputs when they have been listed (a bad path is
+        refused before it), before the model loads (the CLI says there which runner it chose)."""
         from vidclip.ingest.committer import CommitPolicy
         from vidclip.ingest.manifest import list_inputs, merge_sidecar
 
@@ -177,6 +181,8 @@ class Library:
         entries = list(list_inputs([str(p) for p in paths], storage=decode.storage))
         if metadata is not None:
             entries = merge_sidecar(entries, str(metadata), decode.storage)
+        if on_listed is not None:
+            on_listed(len(entries))
         sampling = self._sampling(sampling)
         spec = self.store.meta.get("temporal") or {"name": DEFAULT_TEMPORAL}
         settings = {"sampling": sampling.to_dict(), "temporal": spec}
@@ -337,6 +343,7 @@ class Library:
             "videos": {"ok": self.store.count("videos", "status = 'ok'"), "failed": self.store.count("videos", "status = 'failed'")},
             "frames": self.store.count("frames"),
             "clips": self.store.count(self.store.segments["clip"]),
+            "failures": self.store.failure_reasons(),  # failed videos per reason, most common first
             "model": {"name": source.get("name"), "pretrained": source.get("pretrained")},
             "sampling": meta.get("sampling"),
             "temporal": meta.get("temporal"),

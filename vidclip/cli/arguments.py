@@ -36,19 +36,19 @@ def fraction(text: str) -> float:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """--model, --pretrained, --model-config, --device: which CLIP model (default: the store's)."""
-    p.add_argument("--model", help="open_clip model name (default: the store's, or ViT-B-32 for a new store)")
+    p.add_argument("--model", metavar="NAME", help="open_clip model name (default: the store's, or ViT-B-32 for a new store)")
     p.add_argument(
-        "--pretrained",
+        "--pretrained", metavar="TAG|PATH|none",
         help="open_clip pretrained tag, a local checkpoint file, or 'none' for seeded random weights "
         "(default: the store's, or laion2b_s34b_b79k for a new store)",
     )
-    p.add_argument("--model-config", help="open_clip model config JSON registering a custom architecture")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--model-config", metavar="JSON", help="open_clip model config JSON registering a custom architecture")
+    p.add_argument("--device", default="auto", metavar="DEVICE", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
 
 
 def add_store_args(p: argparse.ArgumentParser, help: str = "the store: a directory, or s3:// gs:// az:// URI") -> None:
     """--db and how to reach it: every command that opens a store takes the same storage options."""
-    p.add_argument("--db", required=True, help=help)
+    p.add_argument("--db", required=True, metavar="DIR|URI", help=help)
     p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
                    help="object-store option for the store and for s3:// gs:// az:// inputs, e.g. aws_region=eu-west-1, "
                         "aws_endpoint=http://host:9000, allow_http=true (repeatable; keys as in Lance's docs)")

@@ -18,17 +18,38 @@ _BENCHES = {
     "cluster": ("benchmarks.cluster", "ingest on a two-raylet Ray cluster started here vs --local, and the encoder-actor rule"),
     "memory": ("benchmarks.memory", "peak memory of the driver and decode child by video length and frame shape"),
     "serve": ("benchmarks.serve", "vidclip serve under load: text-search latency and requests/s at 1, 4, 16 clients"),
+    "cli": ("benchmarks.cli", "cold start of each command: wall, CPU and heavy imports (before/after with --source)"),
     "gpu": ("benchmarks.gpu", "on a GPU: encoder images/s (bf16/fp16, compile), decode cores per GPU, ingest"),
 }
 
 
 def add_parsers(subparsers) -> None:
     p = subparsers.add_parser("bench", help="performance benchmarks on generated videos (results in benchmarks/*.json)")
-    which = p.add_subparsers(dest="bench", metavar="decode|encode|ingest|parity|driver|cluster|memory|serve|gpu")
+    which = p.add_subparsers(dest="bench", metavar="decode|encode|ingest|parity|driver|cluster|memory|serve|cli|gpu")
     which.required = True
     for name, (module, help_text) in _BENCHES.items():
         sp = which.add_parser(name, help=help_text)
         importlib.import_module(module).add_arguments(sp)
+        _explain(sp)
+
+
+# What the benchmarks' common options mean (a benchmark may say more in its own help).
+_COMMON_HELP = {
+    "repeats": "timed repetitions of each case; the median is reported",
+    "out": "the JSON file the results are written to",
+    "cache": "folder for the generated videos, reused across runs",
+    "model": "open_clip model name",
+    "models": "open_clip model names",
+    "n": "number of videos",
+}
+
+
+def _explain(parser) -> None:
+    """Every option gets help text: the common ones from _COMMON_HELP, the rest their default."""
+    for action in parser._actions:
+        if action.help is None and action.option_strings:
+            text = _COMMON_HELP.get(action.dest, action.dest.replace("_", " "))
+            action.help = f"{text} (default: {action.default})" if action.default not in (None, False) else text
 
 
 def cmd_bench(args) -> int:

@@ -27,6 +27,7 @@ def run_demo(folder: str, as_json: bool = False) -> int:
 
     videos_dir = os.path.join(folder, "videos")
     db_dir = os.path.join(folder, "db")
+    log.info("demo folder: %s (sample videos in videos/, the store in db/)", os.path.abspath(folder))
     if not os.path.isdir(videos_dir) or not os.listdir(videos_dir):
         os.makedirs(videos_dir, exist_ok=True)
         paths = write_sample_library(videos_dir)
@@ -77,7 +78,8 @@ def _open_with_fallback(db_dir: str):
 def add_parsers(sub) -> None:
     """Add the demo subcommand."""
     p = sub.add_parser("demo", help="generate sample videos, ingest them and search them")
-    p.add_argument("dir", nargs="?", default="vidclip-demo", help="working folder (default ./vidclip-demo)")
+    p.add_argument("dir", nargs="?", default="vidclip-demo", metavar="DIR",
+                   help="the folder for the videos and the store (default ./vidclip-demo, named when it starts)")
     p.add_argument("--json", action="store_true", help="print the searches' hits as JSON")
 
 

@@ -22,12 +22,13 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--captions", required=True, metavar="FILE",
                    help="captions: .jsonl/.json/.csv rows of video, caption[, start_s, end_s], or MSR-VTT files")
     p.add_argument("--out", required=True, metavar="DIR", help="checkpoint directory to write (config, weights, metrics.json)")
-    p.add_argument("--temporal", choices=["seq_transformer", "seq_lstm"], default="seq_transformer")
-    p.add_argument("--epochs", type=_positive_int, default=5)
-    p.add_argument("--lr", type=_positive_float, default=1e-4)
+    p.add_argument("--temporal", choices=["seq_transformer", "seq_lstm"], default="seq_transformer",
+                   help="the module to train (default seq_transformer, CLIP4Clip's seqTransf)")
+    p.add_argument("--epochs", type=_positive_int, default=5, help="passes over the captions (default 5)")
+    p.add_argument("--lr", type=_positive_float, default=1e-4, help="learning rate (default 1e-4)")
     p.add_argument("--batch-size", type=_positive_int, default=128, help="captions per step (default 128)")
     p.add_argument("--val-fraction", type=_fraction, default=0.1, help="share of videos held out (default 0.1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed for initialisation, split and shuffling (default 0)")
     p.add_argument("--skip-missing", action="store_true", help="skip captions of videos not in the store")
     p.add_argument("--device", default="cpu",
                    help="where the CLIP text tower and the module run: cpu (default, bit-for-bit reproducible), cuda, auto")
@@ -38,7 +39,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--captions", required=True, metavar="FILE", help="captions (same formats as train)")
     p.add_argument("--temporal", metavar="mean|CKPT_DIR", help="temporal module (default: the store's own)")
     p.add_argument("--skip-missing", action="store_true", help="skip captions of videos not in the store")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
     p = subparsers.add_parser("reindex", help="recompute clip and video vectors from stored frames with a temporal module")

@@ -7,10 +7,22 @@ imports happen inside the command, so importing this module stays cheap.
 from __future__ import annotations
 
 import json
+import os
 
 from vidclip.cli.arguments import add_model_args, add_store_args, open_library, storage_options
 from vidclip.cli.arguments import positive_int as _positive_int
 from vidclip.errors import InputError
+from vidclip.query.search import MAX_K
+
+
+def _hit_count(text: str) -> int:
+    """-k, refused by the parser (before the store or the model is opened) when out of range."""
+    import argparse
+
+    value = _positive_int(text)
+    if value > MAX_K:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_K} hits, got {value}")
+    return value
 
 
 def add_parsers(subparsers) -> None:
@@ -18,7 +30,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("query", nargs="?", help="text query (omit with --image)")
     add_store_args(p)
     p.add_argument("--image", help="image file to use as the query")
-    p.add_argument("-k", type=_positive_int, default=10, help="number of hits (default 10)")
+    p.add_argument("-k", type=_hit_count, default=10, help=f"number of hits (default 10, at most {MAX_K})")
     p.add_argument("--per-video", type=_positive_int, default=1, help="hits allowed per video (default 1)")
     p.add_argument("--level", choices=["clip", "video"], default="clip", help="rank clips (default) or whole videos")
     p.add_argument("--video", help="a video file as the query (embedded the way the store embeds clips)")
@@ -34,11 +46,11 @@ def add_parsers(subparsers) -> None:
     p = subparsers.add_parser("classify", help="zero-shot classify videos (or clips) into LABELs with CLIP prompts")
     p.add_argument("labels", nargs="+", metavar="LABEL", help="two or more class names")
     add_store_args(p)
-    p.add_argument("--level", choices=["video", "clip"], default="video")
+    p.add_argument("--level", choices=["video", "clip"], default="video", help="classify whole videos (default) or clips")
     p.add_argument("--template", action="append", metavar="T",
                    help="prompt template with one '{}' (repeatable; default: the built-in video templates)")
     p.add_argument("-k", type=_positive_int, default=None, help="only the k most confident items")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--json", action="store_true", help="print one JSON object per line")
 
 
@@ -47,6 +59,9 @@ def cmd_search(args) -> int:
         raise InputError("give a text QUERY, --image PATH or --video PATH")
     if args.span and not args.video:
         raise InputError("--span goes with --video")
+    for flag, path in (("--image", args.image), ("--video", args.video)):
+        if path and "://" not in path and not os.path.isfile(path):  # before the store and the model open
+            raise InputError(f"{path}: no such file ({flag})")
     where = {}
     for item in args.filter:
         column, sep, value = item.partition("=")

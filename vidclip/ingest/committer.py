@@ -44,6 +44,8 @@ class Committer:
         self.bar = _progress(progress, total)
         self.commits = 0
         self.committed_videos = 0  # videos (ok or failed) whose rows this run has committed
+        self._clock: float | None = None  # when the first video was decoded (the bar's rates start there)
+        self._frames_at_clock = 0
         self._writer = _Writer(store, self)
 
     # -- outcomes -----------------------------------------------------------------------------------
@@ -53,7 +55,7 @@ class Committer:
             self.batch.sources.append(item.source_row)
         if item.replaces:
             self.batch.replaced.append(item.replaces)
-        self._tick()
+        self._tick(work=False)
 
     def failed(self, item: Work | Failure, error: str) -> None:
         entry = item.entry
@@ -97,11 +99,19 @@ class Committer:
         self.report.seconds = round(time.perf_counter() - self.started, 3)
         return self.report
 
-    def _tick(self) -> None:
-        self.bar.update(1)
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
+    def _tick(self, work: bool = True) -> None:
         r = self.report
-        self.bar.set_postfix_str(f"ok={r.ok} failed={r.failed} {r.frames / elapsed:.1f} frames/s", refresh=False)
+        now = time.perf_counter()
+        if work and self._clock is None:
+            # The first video actually decoded: rates and the ETA count from here, not from the
+            # start-up (a local Ray's workers importing torch) nor from the skipped files before it.
+            self._clock, self._frames_at_clock = now, r.frames
+            if not self.bar.disable:
+                self.bar.initial, self.bar.start_t = self.bar.n, self.bar._time()
+        self.bar.update(1)
+        if self._clock is not None and now > self._clock:
+            rate = (r.frames - self._frames_at_clock) / (now - self._clock)
+            self.bar.set_postfix_str(f"ok={r.ok} failed={r.failed} {rate:.1f} frames/s", refresh=False)
         self.flush()
 
 
