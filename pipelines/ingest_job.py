@@ -13,6 +13,8 @@ answered for is recorded as failed, never lost.
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import queue as queue_mod
 import threading
@@ -68,10 +70,23 @@ def run_on_ray(
     # RAY_START_S for that, even under a short stall timeout, unless the cluster loses a node
     # meanwhile (then nothing is starting: the stall timeout applies).
     watchdog = StallWatchdog(stall_s, lambda: waiting["for"](), committed, first_s=RAY_START_S, starting=starting)
-    with watchdog, ray_session(options) as ray:
+    with watchdog, contextlib.ExitStack() as stack:
+        session: dict = {}
+
+        def cluster():
+            """Ray, started (or joined) on first use: a rerun whose files are all known unchanged
+            (same path, size and mtime) needs no hashing and no pipeline, so it never starts Ray."""
+            if "ray" not in session:
+                session["ray"] = stack.enter_context(ray_session(options))
+            return session["ray"]
+
         hashed = {"n": 0}
-        waiting["for"] = lambda: _waiting_for(ray, f"Ray tasks hashing the inputs ({hashed['n']} done)", "hash tasks")
-        hasher = _ray_hasher(ray, decode.storage)
+
+        def hasher(uris: list[str]) -> dict[str, str]:
+            ray = cluster()
+            waiting["for"] = lambda: _waiting_for(ray, f"Ray tasks hashing the inputs ({hashed['n']} done)", "hash tasks")
+            return _ray_hasher(ray, decode.storage)(uris)
+
         work: dict[str, Work] = {}
         for item in triage(entries, store.sources(), store.video_status(), retry_failed, hasher, options.hash_batch):
             watchdog.tick(started=False)
@@ -83,7 +98,7 @@ def run_on_ray(
             else:
                 work[item.video_id] = item
         if work:
-            _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sampling, decode, options,
+            _run_pipeline(cluster(), work, model, dim, geometry, aggregator, temporal_name, sampling, decode, options,
                           committer, watchdog, waiting)
     return committer.close()
 

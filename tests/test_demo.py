@@ -4,8 +4,11 @@ LanceDB folder, searches that print hits.  Run it as a user would, twice."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -14,8 +17,22 @@ import pytest
 @pytest.mark.ray
 def test_demo_ingests_on_local_ray_and_searches_then_a_rerun_skips(tmp_path, cli_env):
     folder = tmp_path / "demo"
+    ray_tmp = tempfile.mkdtemp(prefix="vr", dir="/tmp")  # short: Ray's socket paths have a length limit
+    env = dict(cli_env, RAY_TMPDIR=ray_tmp)
     run = lambda: subprocess.run([sys.executable, "-m", "vidclip", "demo", str(folder), "--json"],  # noqa: E731
-                                 env=cli_env, capture_output=True, text=True, timeout=1200)
+                                 env=env, capture_output=True, text=True, timeout=1200)
+
+    def ray_sessions() -> int:
+        root = os.path.join(ray_tmp, "ray")
+        return len([p for p in os.listdir(root) if p.startswith("session_2")]) if os.path.isdir(root) else 0
+
+    try:
+        _demo_twice(run, folder, ray_sessions)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _demo_twice(run, folder, ray_sessions):
     first = run()
     assert first.returncode == 0, first.stderr[-3000:]
     assert "Traceback" not in first.stderr
@@ -28,9 +45,11 @@ def test_demo_ingests_on_local_ray_and_searches_then_a_rerun_skips(tmp_path, cli
         assert all(h["uri"].startswith(str(folder / "videos")) and h["end_s"] > h["start_s"] for h in hits)
     # offline, it says plainly that the weights are random (with them available, it does not)
     assert ("RANDOM" in first.stderr) == ("random weights" in first.stderr)
+    assert ray_sessions() == 1  # the ingest ran on a local Ray
 
     second = run()
     assert second.returncode == 0, second.stderr[-3000:]
     again = json.loads(second.stdout.strip().splitlines()[-1])
     assert again["ingest"]["skipped"] == len(videos) and again["ingest"]["ok"] == 0
     assert again["searches"] == out["searches"]  # the same store answers the same
+    assert ray_sessions() == 1  # every file known unchanged: nothing to hash or decode, no Ray started
