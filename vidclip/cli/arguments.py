@@ -78,3 +78,17 @@ def open_library(args, create: bool):
         device=getattr(args, "device", "auto"),
         create=create,
     )
+
+
+def filter_pairs(items: list[str]) -> dict[str, str]:
+    """--filter COLUMN=VALUE (repeatable) -> {column: value}; the store types and quotes the values
+    (vidclip.store.filters: '1984' stays a string for a text column)."""
+    from vidclip.errors import InputError
+
+    where = {}
+    for item in items:
+        column, sep, value = item.partition("=")
+        if not sep or not column:
+            raise InputError(f"--filter expects COLUMN=VALUE, got {item!r}")
+        where[column] = value
+    return where

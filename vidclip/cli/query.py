@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 
-from vidclip.cli.arguments import add_model_args, add_store_args, open_library, storage_options
+from vidclip.cli.arguments import add_model_args, add_store_args, filter_pairs, open_library, storage_options
 from vidclip.cli.arguments import positive_int as _positive_int
 from vidclip.errors import InputError
 from vidclip.query.search import MAX_K
@@ -62,12 +62,7 @@ def cmd_search(args) -> int:
     for flag, path in (("--image", args.image), ("--video", args.video)):
         if path and "://" not in path and not os.path.isfile(path):  # before the store and the model open
             raise InputError(f"{path}: no such file ({flag})")
-    where = {}
-    for item in args.filter:
-        column, sep, value = item.partition("=")
-        if not sep or not column:
-            raise InputError(f"--filter expects COLUMN=VALUE, got {item!r}")
-        where[column] = value  # typed by the column (vidclip.store.filters): '1984' stays a string for a text column
+    where = filter_pairs(args.filter)
     lib = open_library(args, create=False)
     hits = lib.search(
         args.query, image=args.image, video=args.video, span=tuple(args.span) if args.span else None,

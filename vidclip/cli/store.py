@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import json
 
-from vidclip.cli.arguments import add_store_args, open_library, positive_int, storage_options
-from vidclip.errors import InputError
+from vidclip.cli.arguments import add_store_args, filter_pairs, open_library, positive_int, storage_options
 
 LIST_COLUMNS = ("uri", "status", "duration_s", "decoder", "decoder_note", "n_clips", "n_frames", "error", "video_id")
 
@@ -81,12 +80,7 @@ def cmd_list(args) -> int:
     from vidclip.store.integrity import quick_check
     from vidclip.store.schema import FAILED, sql_str
 
-    where = {}
-    for item in args.filter:
-        column, sep, value = item.partition("=")
-        if not sep or not column:
-            raise InputError(f"--filter expects COLUMN=VALUE, got {item!r}")
-        where[column] = value
+    where = filter_pairs(args.filter)
     lib = open_library(args, create=False)
     quick_check(lib.store)  # a damaged store is refused with one line, not listed wrong
     predicates = [p for p in (build_where(where or None), f"status = {sql_str(FAILED)}" if args.failed else None) if p]
