@@ -41,10 +41,12 @@ def commands(db: str, model: str) -> dict[str, list[str]]:
     }
 
 
-def _run(argv: list[str], env: dict) -> tuple[float, float, str, int]:
+def _run(argv: list[str], env: dict, cwd: str) -> tuple[float, float, str, int]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, env=env, timeout=600)
+    # cwd: not a checkout (`python -c` puts the current folder first on sys.path, ahead of PYTHONPATH)
+    proc = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, env=env, timeout=600,
+                          cwd=cwd)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -63,9 +65,12 @@ def run(repeats: int, model: str, source: str | None, log=print) -> dict:
         [str(video)], SamplingConfig(fps=1.0, clip_seconds=4.0), progress=False)
     root = source or str(Path(__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).strip(os.pathsep))
-    out = {"source": root, "model": model, "repeats": repeats, "cpu_count": os.cpu_count(), "commands": {}}
+    probe = subprocess.run([sys.executable, "-c", "import vidclip; print(vidclip.__file__)"], capture_output=True,
+                           text=True, env=env, cwd=str(tmp)).stdout.strip()
+    log(f"vidclip from {probe}")
+    out = {"source": root, "vidclip": probe, "model": model, "repeats": repeats, "cpu_count": os.cpu_count(), "commands": {}}
     for name, argv in commands(db, model).items():
-        runs = [_run(argv, env) for _ in range(repeats)]
+        runs = [_run(argv, env, str(tmp)) for _ in range(repeats)]
         walls, cpus = [r[0] for r in runs], [r[1] for r in runs]
         row = {"wall_s": round(statistics.median(walls), 3), "cpu_s": round(statistics.median(cpus), 3),
                "imports": runs[-1][2], "exit": runs[-1][3]}
