@@ -83,9 +83,11 @@ def run_on_ray(
         hashed = {"n": 0}
 
         def hasher(uris: list[str]) -> dict[str, str]:
-            ray = cluster()
-            waiting["for"] = lambda: _waiting_for(ray, f"Ray tasks hashing the inputs ({hashed['n']} done)", "hash tasks")
-            return _ray_hasher(ray, decode.storage)(uris)
+            if "hash" not in session:  # the remote function is made once, at the first batch to hash
+                ray = cluster()
+                waiting["for"] = lambda: _waiting_for(ray, f"Ray tasks hashing the inputs ({hashed['n']} done)", "hash tasks")
+                session["hash"] = _ray_hasher(ray, decode.storage)
+            return session["hash"](uris)
 
         work: dict[str, Work] = {}
         for item in triage(entries, store.sources(), store.video_status(), retry_failed, hasher, options.hash_batch):

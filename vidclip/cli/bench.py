@@ -25,7 +25,7 @@ _BENCHES = {
 
 def add_parsers(subparsers) -> None:
     p = subparsers.add_parser("bench", help="performance benchmarks on generated videos (results in benchmarks/*.json)")
-    which = p.add_subparsers(dest="bench", metavar="decode|encode|ingest|parity|driver|cluster|memory|serve|cli|gpu")
+    which = p.add_subparsers(dest="bench", metavar="|".join(_BENCHES))
     which.required = True
     for name, (module, help_text) in _BENCHES.items():
         sp = which.add_parser(name, help=help_text)

@@ -85,10 +85,9 @@ def cmd_list(args) -> int:
     quick_check(lib.store)  # a damaged store is refused with one line, not listed wrong
     predicates = [p for p in (build_where(where or None), f"status = {sql_str(FAILED)}" if args.failed else None) if p]
     shown = 0
-    for batch in lib.store.video_batches(list(LIST_COLUMNS), " AND ".join(f"({p})" for p in predicates) or None):
+    where_sql = " AND ".join(f"({p})" for p in predicates) or None
+    for batch in lib.store.video_batches(list(LIST_COLUMNS), where_sql, limit=args.limit):
         for row in batch.to_pylist():
-            if args.limit is not None and shown >= args.limit:
-                return 0
             shown += 1
             print(json.dumps(row) if args.json else _video_line(row))
     if not args.json and shown == 0:

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import contextlib
+from collections import Counter
 from contextlib import contextmanager
 from datetime import timedelta
 from dataclasses import dataclass
@@ -545,12 +546,13 @@ class Store:
         except (ValueError, RuntimeError) as exc:
             raise QueryError(f"invalid where_sql {sql!r}: {' '.join(str(exc).split())[:200]}") from None
 
-    def video_batches(self, columns: list[str], where: str | None = None, batch_size: int = 4096) -> Iterable[pa.RecordBatch]:
-        """The videos table's `columns` for the rows `where` selects, in record batches (streamed:
-        a library of millions of videos is never held whole)."""
+    def video_batches(self, columns: list[str], where: str | None = None, limit: int | None = None,
+                      batch_size: int = 4096) -> Iterable[pa.RecordBatch]:
+        """The videos table's `columns` for the (at most `limit`) rows `where` selects, in record
+        batches (streamed: a library of millions of videos is never held whole)."""
         if not self.has_table("videos"):
             return
-        query = self.table("videos").search().select(columns).limit(None)
+        query = self.table("videos").search().select(columns).limit(limit)
         if where:
             query = query.where(where)
         yield from query.to_batches(batch_size)
@@ -559,11 +561,8 @@ class Store:
         """How many failed videos per reason (the error with the file's own details left out)."""
         from vidclip.store.reasons import reason_of
 
-        counts: dict[str, int] = {}
-        for batch in self.video_batches(["error"], f"status = {sql_str(FAILED)}"):
-            for error in batch.column("error").to_pylist():
-                reason = reason_of(error)
-                counts[reason] = counts.get(reason, 0) + 1
+        counts = Counter(reason_of(error) for batch in self.video_batches(["error"], f"status = {sql_str(FAILED)}")
+                         for error in batch.column("error").to_pylist())
         return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
     def failures(self) -> list[dict]:
