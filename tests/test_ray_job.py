@@ -16,7 +16,10 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 def listening_sockets() -> set[tuple[str, int]]:
-    """(address, port) of every TCP socket in LISTEN state on this machine (from /proc)."""
+    """(address, port) of every TCP socket in LISTEN state held by this process or one it started
+    (a local Ray's GCS, raylet and workers descend from the driver), from /proc.  Sockets of other
+    programs on the machine (another test run's servers) are not this job's."""
+    ours = _socket_inodes(_descendants(os.getpid()))
     out = set()
     for path, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
         try:
@@ -25,11 +28,45 @@ def listening_sockets() -> set[tuple[str, int]]:
             continue
         for line in lines:
             fields = line.split()
-            if fields[3] != "0A":  # LISTEN
+            if fields[3] != "0A" or fields[9] not in ours:  # LISTEN, and ours
                 continue
             addr, port = fields[1].split(":")
             out.add((_addr(addr, v6), int(port, 16)))
     return out
+
+
+def _descendants(root: int) -> set[int]:
+    parents = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            continue
+        parents[int(pid)] = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state
+    found, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        kids = [p for p, pp in parents.items() if pp == parent and p not in found]
+        found.update(kids)
+        frontier.extend(kids)
+    return found
+
+
+def _socket_inodes(pids: set[int]) -> set[str]:
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:  # closed meanwhile
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    return inodes
 
 
 def _addr(hexaddr: str, v6: bool) -> str:
