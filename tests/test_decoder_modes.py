@@ -6,7 +6,7 @@ import pytest
 
 from vidclip.config import SamplingConfig
 from vidclip.ingest.decoder import DECORD, PYAV, SampleReader, preferred_decoders
-from vidclip.errors import InputError
+from vidclip.errors import DecodeError, InputError
 from vidclip.ingest.probe import probe
 from vidclip.ingest.sampling import plan_samples
 from vidclip.samples.synth import VideoSpec, write_video
@@ -135,3 +135,43 @@ def test_a_chunk_holds_at_most_chunk_bytes_of_frames(tmp_path):
     chunks = list(big.chunks())
     assert sum(len(c.position) for c in chunks) == len(plan.frame_index)
     assert max(c.frames.nbytes for c in chunks) <= decoder.CHUNK_BYTES
+
+
+@pytest.fixture(scope="module", params=["h264", "hevc", "vp9", "av1", "mpeg4", "mjpeg"])
+def any_codec_video(request, tmp_path_factory):
+    from vidclip.samples.synth import suffix_for
+
+    spec = VideoSpec(codec=request.param, width=320, height=240, fps=10.0, duration_s=6.0, gop=30, scene_seconds=2.0)
+    return request.param, str(write_video(tmp_path_factory.mktemp("skip") / f"v{suffix_for(request.param)}", spec))
+
+
+@pytest.mark.parametrize("seek", ["never", "auto"])
+def test_dropping_unplanned_frames_leaves_planned_frames_bit_identical(any_codec_video, seek):
+    """The codec drops unplanned non-reference frames (per packet); the planned frames come out
+    bit-identical, with the same times, and for codecs with B-frames fewer frames are decoded."""
+    codec, path = any_codec_video
+    pr = probe(path, BUDGET)
+    plan = plan_samples(pr.timeline, pr.info.duration_s, SamplingConfig(fps=1.0, clip_seconds=3.0))
+    plain = SampleReader(path, pr, plan, SIZE, chunk_frames=4, decoders=(PYAV,), seek=seek, skip=False)
+    skipping = SampleReader(path, pr, plan, SIZE, chunk_frames=4, decoders=(PYAV,), seek=seek)  # by codec
+    a, b = _collect(plain), _collect(skipping)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[2], b[2])
+    assert len(a[0]) == len(plan.frame_index) and skipping.missing == 0
+    assert 0 < skipping.decoded <= plain.decoded
+    assert skipping.skip == (codec in ("h264", "hevc"))
+    if skipping.skip:  # written with B-frames that nothing references
+        assert skipping.decoded < 0.8 * plain.decoded, (skipping.decoded, plain.decoded)
+
+
+def test_av1_is_not_asked_to_drop_frames(tmp_path):
+    """dav1d given skip_frame NONREF drops the planned frames as well: the reason AV1 is not in
+    DROPS_NONREF.  If a future dav1d stops doing that, this test says the list can grow."""
+    spec = VideoSpec(codec="av1", width=320, height=240, fps=10.0, duration_s=6.0, gop=30, scene_seconds=2.0)
+    path = str(write_video(tmp_path / "v.mp4", spec))
+    pr = probe(path, BUDGET)
+    plan = plan_samples(pr.timeline, pr.info.duration_s, SamplingConfig(fps=1.0, clip_seconds=3.0))
+    forced = SampleReader(path, pr, plan, SIZE, decoders=(PYAV,), seek="never", skip=True)
+    with pytest.raises(DecodeError):
+        _collect(forced)

@@ -22,7 +22,7 @@ The rules every PyAV decode in vidclip follows, through this module:
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 _frame_threads = False  # may decoders in this process use frame threading?
 
@@ -66,6 +66,8 @@ class VideoInput:
 
         self._av = av
         self._frames = None  # the current frame generator
+        self._skip = skip_frame or "DEFAULT"  # what the decoder skips for every packet
+        self.decoded = 0  # frames that came out of the decoder (skipped packets never do)
         self.container = av.open(str(path), metadata_errors="ignore")
         try:
             if not self.container.streams.video:
@@ -79,16 +81,31 @@ class VideoInput:
             self.container.close()
             raise
 
-    def frames(self) -> Iterator:
-        """Decoded frames that carry a pts, from the current position."""
+    def frames(self, wanted: Callable[[int], bool] | None = None) -> Iterator:
+        """Decoded frames that carry a pts, from the current position.
+
+        wanted(ts) -> False for a packet (by its pts, else dts) whose frame the caller will not
+        use: if no other frame references it, the decoder drops it unseen (skip_frame NONREF, set
+        per packet).  A frame other frames predict from is still decoded, so every wanted frame
+        comes out exactly as without `wanted`; only the decoding of unwanted non-reference frames
+        (most B-frames) is saved.  A packet without timestamps is always decoded."""
         self._stop()
-        self._frames = self._decoded()
+        self._frames = self._decoded(wanted)
         return self._frames
 
-    def _decoded(self) -> Iterator:
-        for frame in self.container.decode(self.stream):
-            if frame.pts is not None:
-                yield frame
+    def _decoded(self, wanted: Callable[[int], bool] | None) -> Iterator:
+        codec = self.stream.codec_context
+        base = self._skip
+        drop = "NONREF" if base in ("DEFAULT", "NONE") else base  # never skip less than asked
+        codec.skip_frame = base
+        for packet in self.container.demux(self.stream):
+            if wanted is not None:
+                ts = packet.pts if packet.pts is not None else packet.dts
+                codec.skip_frame = base if ts is None or wanted(ts) else drop
+            for frame in codec.decode(packet):
+                self.decoded += 1
+                if frame.pts is not None:
+                    yield frame
 
     def seek(self, pts: int, any_frame: bool = False) -> None:
         self._stop()

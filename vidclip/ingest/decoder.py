@@ -34,6 +34,11 @@ PYAV = "pyav"
 # seeks (benchmarks/decode.json, keyframes case, CPU-s): H.264 10-min 720p 0.73 vs 0.93, 60 s 720p 0.33
 # vs 0.59.  VP9 is the opposite (0.40 vs 0.04): decord seeks straight to each keyframe.
 SKIPS_NONKEY_FAST = frozenset({"h264"})
+# Codecs whose decoder drops an unplanned non-reference frame, per packet, leaving the planned frames
+# bit-identical (tests/test_decoder_modes.py): of 56 frames decoded for 6 planned ones in a 10 fps
+# test file, H.264 then decodes 40 and HEVC 33.  VP9, MPEG-4 Part 2 and MJPEG (as vidclip's tests
+# write them) have no frame to drop; dav1d (AV1) drops the planned frames too, so it is never asked.
+DROPS_NONREF = frozenset({"h264", "hevc"})
 # decord's reader keeps an index entry per frame: the decode child grew 127 -> 156 -> 171 MB for a
 # 1, 20 and 40 min 160x120 video, PyAV's streaming reader 112 -> 123 -> 126 MB.  Past this many
 # frames (30 min at 30 fps) PyAV goes first, so the child's memory stays flat for any length.
@@ -83,6 +88,7 @@ class SampleReader:
         chunk_frames: int = 32,
         decoders: tuple[str, ...] | None = None,
         seek: str = "auto",
+        skip: bool | None = None,
     ):
         self.path = str(path)
         self.probe = probe
@@ -95,6 +101,9 @@ class SampleReader:
         self.decoder = self.decoders[0]
         self.seek = seek  # PyAV: "auto" (jump to the keyframe before a far frame), "never", "always"
         self.seeks = 0  # PyAV seeks done
+        # PyAV: let the codec drop unplanned non-reference frames (VideoInput.frames); None: by codec
+        self.skip = probe.info.codec in DROPS_NONREF if skip is None else skip
+        self.decoded = 0  # PyAV: frames that came out of the decoder, planned or not
         self.note = ""  # why a fallback happened, empty when the first decoder served everything
         self.missing = 0  # planned frames no decoder could produce
 
@@ -175,6 +184,8 @@ class SampleReader:
             self.seek == "auto" and self.probe.keyframes is not None and not self.plan.keyframes_only
         )
         w, h = self.coded_size
+        planned = {int(p) for p in pts_all[plan_idx]}
+        wanted = planned.__contains__ if self.skip else None
         got_pos: list[int] = []
         got_frames: list[np.ndarray] = []
         found = 0
@@ -193,12 +204,12 @@ class SampleReader:
                         if jump:
                             video.seek(int(pts_all[kf_before[i]]))
                             self.seeks += 1
-                        frames = video.frames()
+                        frames = video.frames(wanted)
                         pending = next(frames, None)
                         if pending is not None and pending.pts > target:  # the seek overshot: decode through
                             video.seek(int(pts_all[0]))
                             use_seek = False
-                            frames = video.frames()
+                            frames = video.frames(wanted)
                             pending = next(frames, None)
                     while pending is not None and pending.pts < target:
                         pending = next(frames, None)
@@ -217,6 +228,7 @@ class SampleReader:
                 # Leaving the `with` (at the end, on an error, or when the caller stops early) drains
                 # the decoder while its container is open: vidclip.container says why.
                 pending = None
+                self.decoded = video.decoded
         except av.error.FFmpegError as exc:
             if found == 0 and not got_pos:
                 raise DecodeError(self.path, _one_line(exc)) from None
