@@ -29,15 +29,24 @@ class CorpusVideo:
     codec: str  # "h264" | "vp9"
     res: str  # "360p" | "720p" | "1080p"
     duration_s: float
-    gop_s: float  # keyframe interval in seconds
+    gop_s: float | None  # keyframe interval in seconds; None: the encoder's default (x264: 250 frames, cuts on)
     fps: int = 24
     seed: int = 0
     scene_s: float = 3.0
+    # "synth": draw_frame's flat shapes; "pan": natural-image texture (synth.natural_frame) under a
+    # slow camera pan with film grain, which costs an encoder and a decoder what real footage does
+    content: str = "synth"
+    preset: str = "superfast"  # libx264 preset ("medium" is libx264's default)
+    bframes: int | None = None  # libx264 B-frames (None: the preset's; 0: none)
 
     @property
     def name(self) -> str:
         suffix = ".mp4" if self.codec == "h264" else ".webm"
-        return f"{self.codec}_{self.res}_{self.duration_s:g}s_gop{self.gop_s:g}s_{self.fps}fps_s{self.seed}{suffix}"
+        gop = "default" if self.gop_s is None else f"{self.gop_s:g}s"
+        extra = "" if self.content == "synth" else f"_{self.content}"
+        extra += "" if self.preset == "superfast" else f"_{self.preset}"
+        extra += "" if self.bframes is None else f"_b{self.bframes}"
+        return f"{self.codec}_{self.res}_{self.duration_s:g}s_gop{gop}_{self.fps}fps_s{self.seed}{extra}{suffix}"
 
     def to_dict(self) -> dict:
         return dict(asdict(self), name=self.name)
@@ -59,11 +68,32 @@ def ingest_set(n: int = 100, duration_s: float = 5.0) -> list[CorpusVideo]:
     return [CorpusVideo("h264", "360p", duration_s, 1, seed=i) for i in range(n)]
 
 
+# The peer benchmark's corpus (benchmarks/peer.py): 30 s of 720p30 and 360p30, libx264's defaults
+# (preset medium, keyframe interval 250 frames with scene cuts, 3 B-frames), as most files are made.
+def peer_set(n: int = 8) -> list[CorpusVideo]:
+    return [CorpusVideo("h264", res, 30, None, fps=30, seed=i, scene_s=10.0, content="pan", preset="medium")
+            for res in ("720p", "360p") for i in range(n)]
+
+
+# What decoding sparsely costs by stream structure (benchmarks/peer.py, decode matrix).
+def structure_set() -> list[CorpusVideo]:
+    return [CorpusVideo("h264", res, 30, gop, fps=30, seed=100, scene_s=10.0, content="pan", preset="medium",
+                        bframes=b)
+            for res in ("720p", "1080p") for gop in (None, 1.0) for b in (None, 0)]
+
+
 def _encoder_options(v: CorpusVideo) -> tuple[str, str, dict[str, str]]:
+    if v.codec == "h264" and v.gop_s is None:
+        opts = {"preset": v.preset}
+        if v.bframes is not None:
+            opts["bf"] = str(v.bframes)
+        return "libx264", "yuv420p", opts
     gop = int(round(v.gop_s * v.fps))
     if v.codec == "h264":
-        return "libx264", "yuv420p", {"preset": "superfast", "crf": "26", "g": str(gop),
-                                      "keyint_min": str(gop), "sc_threshold": "0"}
+        opts = {"preset": v.preset, "crf": "26", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
+        if v.bframes is not None:
+            opts["bf"] = str(v.bframes)
+        return "libx264", "yuv420p", opts
     if v.codec == "vp9":
         return "libvpx-vp9", "yuv420p", {"deadline": "realtime", "cpu-used": "8", "crf": "36", "b": "0",
                                          "row-mt": "1", "g": str(gop), "keyint_min": str(gop)}
@@ -78,6 +108,7 @@ def write(v: CorpusVideo, path: Path) -> Path:
     w, h = RESOLUTIONS[v.res]
     spec = VideoSpec(codec=v.codec, width=w, height=h, fps=v.fps, duration_s=v.duration_s, seed=v.seed,
                      scene_seconds=v.scene_s)
+    draw = (lambda t: draw_frame(spec, t)) if v.content == "synth" else _panning(w, h, v)
     enc, pix, opts = _encoder_options(v)
     tmp = path.with_name(path.name + ".part" + path.suffix)
     tb = Fraction(1, v.fps)
@@ -85,12 +116,13 @@ def write(v: CorpusVideo, path: Path) -> Path:
         s = out.add_stream(enc, rate=v.fps)
         s.width, s.height, s.pix_fmt = w, h, pix
         s.codec_context.time_base = tb
-        s.codec_context.gop_size = int(round(v.gop_s * v.fps))
+        if v.gop_s is not None:
+            s.codec_context.gop_size = int(round(v.gop_s * v.fps))
         s.options = opts
         n = int(round(v.duration_s * v.fps))
         for i in range(n):
             t = i / v.fps
-            frame = av.VideoFrame.from_ndarray(draw_frame(spec, t), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(draw(t), format="rgb24")
             frame.pts, frame.time_base = i, tb
             for p in s.encode(frame):
                 out.mux(p)
@@ -98,6 +130,31 @@ def write(v: CorpusVideo, path: Path) -> Path:
             out.mux(p)
     os.replace(tmp, path)
     return path
+
+
+def _panning(w: int, h: int, v: CorpusVideo):
+    """draw(t) -> (h, w, 3) uint8: a window panning across a natural texture twice the frame's size
+    (a new texture each scene), plus per-frame grain."""
+    import numpy as np
+
+    from vidclip.samples.synth import natural_frame
+
+    textures: dict[int, np.ndarray] = {}
+    grain = np.random.default_rng(v.seed)
+
+    def draw(t: float) -> np.ndarray:
+        scene = int(t // v.scene_s)
+        if scene not in textures:
+            textures.clear()
+            textures[scene] = natural_frame(2 * w, 2 * h, seed=v.seed * 1000 + scene)
+        local = t - scene * v.scene_s
+        x = int(local * 0.04 * w) % w  # 4% of the width per second
+        y = int(local * 0.02 * h) % h
+        window = textures[scene][y : y + h, x : x + w].astype(np.int16)  # (h, w, 3)
+        window += grain.normal(0, 3.0, size=(h, w, 1)).astype(np.int16)
+        return np.clip(window, 0, 255).astype(np.uint8)
+
+    return draw
 
 
 def ensure(videos: list[CorpusVideo], cache: Path = DEFAULT_CACHE, log=print) -> list[Path]:

@@ -12,6 +12,14 @@ Cases per video: full (every frame), uniform12 (12 frames spread over the whole 
 (1 frame/s), keyframes (mode "keyframes", 1/s grid); PyAV with seek="never" (decode through) and
 seek="auto" (seek to the keyframe before a far frame); decord (its get_batch).  And once, on a
 720p file: decode-time resize vs decoding at full size and resizing afterwards.
+
+`--structure`: what decoding 1 frame/s costs by stream structure (720p and 1080p 30 fps, libx264
+defaults: keyframe interval 250 frames or 30, with and without B-frames; benchmarks/corpus.py
+structure_set), for each step of the sparse PyAV path: decode through, seek to keyframes, drop
+unplanned non-reference frames, and skip_loop_filter (all / nokey, measured and not used: see the
+PSNR column); decord beside them.  Reports CPU-s, frames decoded per frame kept, and the PSNR of
+the planned frames against decoding every frame (PyAV's variants are bit-identical, except the
+loop-filter ones).
 """
 
 from __future__ import annotations
@@ -156,6 +164,92 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
+def _read_steps(path, pr, plan, size, seek, skip, loop_filter=None) -> dict:
+    """PyAV's sparse read, one step at a time; loop_filter: a skip_loop_filter value for every frame."""
+    if loop_filter is None:
+        r = SampleReader(path, pr, plan, size, chunk_frames=64, decoders=(PYAV,), seek=seek, skip=skip)
+        frames = np.concatenate([c.frames for c in r.chunks()])
+        return {"frames": frames, "decoded": r.decoded, "seeks": r.seeks}
+    import av
+
+    want = {int(p) for p in pr.pts[plan.frame_index]}
+    out, decoded = {}, 0
+    with av.open(path) as c:  # benchmark only: vidclip never skips the loop filter
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        s.codec_context.options = {"skip_loop_filter": loop_filter}
+        cc = s.codec_context
+        for pkt in c.demux(s):
+            if skip and pkt.pts is not None:
+                cc.skip_frame = "DEFAULT" if pkt.pts in want else "NONREF"
+            for f in cc.decode(pkt):
+                decoded += 1
+                if f.pts in want:
+                    out[f.pts] = f.to_ndarray(format="rgb24", width=size[0], height=size[1], interpolation="BICUBIC")
+    return {"frames": np.stack([out[k] for k in sorted(out)]), "decoded": decoded, "seeks": 0}
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    if a.shape != b.shape:
+        return float("nan")
+    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+STEPS = [  # (name, seek, skip, loop_filter)
+    ("through", "never", False, None),
+    ("seek", "auto", False, None),
+    ("through+drop", "never", True, None),
+    ("seek+drop", "auto", True, None),
+    ("drop+loopfilter_nokey", "never", True, "nokey"),
+    ("drop+loopfilter_all", "never", True, "all"),
+]
+
+
+def run_structure(repeats: int = 3, cache: Path = corpus.DEFAULT_CACHE, log=print) -> dict:
+    """The --structure matrix (see the module's doc)."""
+    from vidclip.ingest.decoder import preferred_decoders
+    from vidclip.model.geometry import FrameGeometry
+
+    allow_frame_threads()
+    videos = corpus.structure_set()
+    paths = corpus.ensure(videos, cache, log)
+    geometry = FrameGeometry((224, 224))  # ViT-B-32's input; frames are decoded at twice its size, as ingest does
+    rows = []
+    for v, path in zip(videos, paths):
+        path = str(path)
+        pr = probe(path, BUDGET)
+        plan = plan_samples(pr.timeline, pr.info.duration_s, SamplingConfig(fps=1.0))
+        size = geometry.decode_size(*pr.info.display_size)
+        kept = len(plan.frame_index)
+        bframes = "B-frames" if v.bframes is None else "no B-frames"
+        gop = "GOP 250" if v.gop_s is None else f"GOP {int(v.gop_s * v.fps)}"
+        ref = None
+        for name, seek, skip, loop_filter in STEPS:
+            t = _time(lambda: _read_steps(path, pr, plan, size, seek, skip, loop_filter), repeats)
+            res = t.pop("result")
+            ref = res["frames"] if ref is None else ref
+            rows.append({"video": v.name, "res": v.res, "gop": gop, "bframes": bframes, "decoder": PYAV, "step": name,
+                         "kept": kept, "decoded": res["decoded"], "decoded_per_kept": res["decoded"] / kept,
+                         "psnr_db": _psnr(res["frames"], ref), "wall_s": t["wall_s"], "cpu_s": t["cpu_s"],
+                         "cpu_ms_per_kept": 1000 * t["cpu_s"] / kept})
+        t = _time(lambda: np.concatenate([c.frames for c in SampleReader(
+            path, pr, plan, size, chunk_frames=64, decoders=(DECORD,)).chunks()]), repeats)
+        frames = t.pop("result")
+        rows.append({"video": v.name, "res": v.res, "gop": gop, "bframes": bframes, "decoder": DECORD, "step": "decord",
+                     "kept": kept, "decoded": None, "decoded_per_kept": None, "psnr_db": _psnr(frames, ref),
+                     "wall_s": t["wall_s"], "cpu_s": t["cpu_s"], "cpu_ms_per_kept": 1000 * t["cpu_s"] / kept})
+        chosen = preferred_decoders(plan, pr, size)[0]
+        for r in rows[-len(STEPS) - 1:]:
+            log(f"{v.res:5s} {gop:7s} {bframes:11s} {r['step']:22s} cpu {r['cpu_s']:6.2f}s "
+                f"{r['cpu_ms_per_kept']:6.1f} ms/kept  decoded/kept {r['decoded_per_kept'] or float('nan'):5.1f}  "
+                f"PSNR {r['psnr_db']:.1f} dB")
+        log(f"      vidclip's choice for this plan: {chosen}")
+        rows[-1]["vidclip_first_choice"] = chosen
+    return {"benchmark": "decode --structure", "machine": corpus.machine_info(), "repeats": repeats,
+            "sampling": "1 frame/s", "corpus": [v.to_dict() for v in videos], "rows": rows}
+
+
 def main(argv=None) -> int:
     return corpus.run_main(__doc__, add_arguments, cli, argv)
 
@@ -165,10 +259,18 @@ def add_arguments(ap) -> None:
     ap.add_argument("--quick", action="store_true", help="short videos only (smoke run)")
     ap.add_argument("--cache", type=Path, default=corpus.DEFAULT_CACHE, help="corpus cache directory")
     ap.add_argument("--only", nargs="+", help="only corpus videos whose name contains one of these")
-    ap.add_argument("--out", default="benchmarks/decode.json")
+    ap.add_argument("--structure", action="store_true",
+                    help="the sparse-decoding steps by stream structure (writes benchmarks/decode_structure.json)")
+    ap.add_argument("--out", default=None, help="the JSON file the results are written to "
+                    "(default benchmarks/decode.json, or decode_structure.json with --structure)")
 
 
 def cli(args) -> int:
+    if args.structure:
+        result = run_structure(args.repeats, Path(args.cache).expanduser())
+        print(f"wrote {corpus.write_result(args.out or 'benchmarks/decode_structure.json', result)}")
+        return 0
+    args.out = args.out or "benchmarks/decode.json"
     result = run(args.repeats, args.quick, Path(args.cache).expanduser(), only=args.only)
     print(f"wrote {corpus.write_result(args.out, result)}")
     return 0
