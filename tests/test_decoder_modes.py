@@ -109,7 +109,7 @@ def test_a_long_video_goes_to_the_streaming_decoder_first(tmp_path, monkeypatch)
     path = str(tmp_path / "long.mp4")
     write_video(path, VideoSpec(codec="h264", width=160, height=120, fps=25, duration_s=8.0, seed=5))
     pr = probe(path, 1 << 40)
-    plan = plan_samples(pr.timeline, pr.info.duration_s, SamplingConfig(fps=1.0))
+    plan = plan_samples(pr.timeline, pr.info.duration_s, SamplingConfig(fps=10.0))  # not sparse: 80 of 200
     assert preferred_decoders(plan, pr) == (DECORD, PYAV)  # 200 frames: decord first
     monkeypatch.setattr(decoder, "LONG_VIDEO_FRAMES", pr.info.n_frames - 1)  # this file now counts as long
     assert preferred_decoders(plan, pr) == (PYAV, DECORD)
@@ -175,3 +175,19 @@ def test_av1_is_not_asked_to_drop_frames(tmp_path):
     forced = SampleReader(path, pr, plan, SIZE, decoders=(PYAV,), seek="never", skip=True)
     with pytest.raises(DecodeError):
         _collect(forced)
+
+
+def test_a_sparse_plan_over_b_frames_goes_to_the_decoder_that_drops_them(any_codec_video):
+    """PyAV first where it can drop the unplanned B-frames (H.264/HEVC that reorder, a plan keeping
+    at most 1 frame in decoder.SPARSE); decord first otherwise (benchmarks/decode_structure.json)."""
+    from vidclip.ingest.decoder import SPARSE
+
+    codec, path = any_codec_video
+    pr = probe(path, BUDGET)
+    assert pr.reordered == (codec in ("h264", "hevc"))  # as synth writes them: B-frames only there
+    sparse = plan_samples(pr.timeline, pr.info.duration_s, SamplingConfig(fps=1.0, clip_seconds=3.0))
+    dense = plan_samples(pr.timeline, pr.info.duration_s, SamplingConfig(fps=10.0, clip_seconds=3.0))
+    assert SPARSE * len(sparse.frame_index) <= pr.info.n_frames < SPARSE * len(dense.frame_index)
+    expected = (PYAV, DECORD) if codec in ("h264", "hevc") else (DECORD, PYAV)
+    assert preferred_decoders(sparse, pr) == expected
+    assert preferred_decoders(dense, pr) == (DECORD, PYAV)

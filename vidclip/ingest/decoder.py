@@ -39,6 +39,7 @@ SKIPS_NONKEY_FAST = frozenset({"h264"})
 # test file, H.264 then decodes 40 and HEVC 33.  VP9, MPEG-4 Part 2 and MJPEG (as vidclip's tests
 # write them) have no frame to drop; dav1d (AV1) drops the planned frames too, so it is never asked.
 DROPS_NONREF = frozenset({"h264", "hevc"})
+SPARSE = 4  # a plan keeping at most 1 frame in SPARSE leaves most B-frames unplanned
 # decord's reader keeps an index entry per frame: the decode child grew 127 -> 156 -> 171 MB for a
 # 1, 20 and 40 min 160x120 video, PyAV's streaming reader 112 -> 123 -> 126 MB.  Past this many
 # frames (30 min at 30 fps) PyAV goes first, so the child's memory stays flat for any length.
@@ -59,12 +60,18 @@ def preferred_decoders(plan: SamplePlan, probe: Probe, size: tuple[int, int] | N
     whose decord index would grow the decode child's memory with its length; and so does a frame
     that decord's own scaler would shrink more than DECORD_MAX_SHRINK times, where it drifts from
     open_clip's pixels (benchmarks/parity.json: 4K -> 448p is 38.9 dB with decord, 43.8 with
-    PyAV's bicubic, at the same CPU)."""
+    PyAV's bicubic, at the same CPU).  A sparse plan (at most 1 frame in SPARSE) over an H.264 or
+    HEVC stream with B-frames goes to PyAV too, which drops the unplanned ones (DROPS_NONREF) where
+    decord decodes every frame: 1 frame/s of 30 fps libx264 defaults, 720p and 1080p, keyframe
+    interval 250 or 30, took 9-12% less CPU than decord (benchmarks/decode_structure.json); without
+    B-frames decord stays first (2-6% less CPU than PyAV)."""
     if size is not None and min(probe.info.display_size) > DECORD_MAX_SHRINK * min(size):
         return (PYAV, DECORD)
     if plan.keyframes_only and probe.info.codec in SKIPS_NONKEY_FAST:
         return (PYAV, DECORD)
     if probe.info.n_frames > LONG_VIDEO_FRAMES:
+        return (PYAV, DECORD)
+    if probe.reordered and probe.info.codec in DROPS_NONREF and SPARSE * len(plan.frame_index) <= probe.info.n_frames:
         return (PYAV, DECORD)
     return (DECORD, PYAV)
 

@@ -46,6 +46,7 @@ class Probe:
     pts: np.ndarray  # (N,) int64 raw pts in stream time base, same order as timeline
     note: str = ""  # something odd but not fatal, e.g. frames ending long before the declared duration
     keyframes: np.ndarray | None = None  # (N,) bool: the packet at this pts is a keyframe (None: unknown)
+    reordered: bool = False  # packets come out of presentation order: the stream has B-frames
 
     def keyframe_before(self) -> np.ndarray:
         """(N,) index of the last keyframe at or before each frame (0 where none is known)."""
@@ -102,7 +103,7 @@ def probe(path: str, max_pixels: int) -> Probe:
         if time_base is None:
             raise ProbeError(uri, "video stream has no time base")
         container_duration = container.duration / 1e6 if container.duration else None
-        pts, keyframes = _read_pts(container, stream, uri)
+        pts, keyframes, reordered = _read_pts(container, stream, uri)
         rotation = _first_frame_rotation(video, uri)
 
     start = int(stream.start_time) if stream.start_time is not None else int(pts[0])
@@ -126,22 +127,25 @@ def probe(path: str, max_pixels: int) -> Probe:
         rotation=rotation,
         n_frames=int(len(timeline)),
     )
-    return Probe(info=info, timeline=timeline, pts=pts, note=note, keyframes=keyframes)
+    return Probe(info=info, timeline=timeline, pts=pts, note=note, keyframes=keyframes, reordered=reordered)
 
 
-def _read_pts(container, stream, uri: str) -> tuple[np.ndarray, np.ndarray]:
-    """Demux (no decoding) every packet of the stream: sorted presentation timestamps (N,) and
-    whether each one's packet is a keyframe (N,) bool."""
+def _read_pts(container, stream, uri: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Demux (no decoding) every packet of the stream: sorted presentation timestamps (N,),
+    whether each one's packet is a keyframe (N,) bool, and whether any packet came before one it
+    is shown after (decode order differs from presentation order: B-frames)."""
     import av
 
     values: list[int] = []
     keys: set[int] = set()
+    reordered = False
     try:
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue
             ts = packet.pts if packet.pts is not None else packet.dts
             if ts is not None:
+                reordered = reordered or (packet.pts is not None and bool(values) and ts < values[-1])
                 values.append(int(ts))
                 if packet.is_keyframe:
                     keys.add(int(ts))
@@ -153,7 +157,7 @@ def _read_pts(container, stream, uri: str) -> tuple[np.ndarray, np.ndarray]:
         raise ProbeError(uri, "video stream has no frames")
     pts = np.unique(np.asarray(values, dtype=np.int64))  # sorted, duplicates dropped: (N,)
     keyframes = np.isin(pts, np.fromiter(keys, dtype=np.int64, count=len(keys)))  # (N,)
-    return pts, keyframes
+    return pts, keyframes, reordered
 
 
 def _first_frame_rotation(video, uri: str) -> int:
