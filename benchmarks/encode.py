@@ -8,6 +8,10 @@ time (398x224 for a 16:9 video), through `Encoder.encode_frames` (tensor preproc
 Variants: fp32; bf16 and fp16 CPU autocast; channels_last; torch.set_num_threads(1 | all); torch.compile
 (only with --compile: compiling takes minutes on 2 cores, measured once).  Each number is the
 median of `repeats` timed calls after one warm-up call.
+
+`--precision`: the Encoder's own precisions (ModelConfig.precision fp32 vs bf16: a bf16 copy of
+the image tower), interleaved pair by pair, with the cosine of each bf16 vector to its fp32 one;
+writes benchmarks/encode_precision.json.
 """
 
 from __future__ import annotations
@@ -95,15 +99,56 @@ def run(models=("ViT-B-32", "ViT-L-14"), batch_sizes=(1, 8, 32, 64), repeats: in
             "input": "uint8 398x224 frames -> Encoder.encode_frames", "torch_threads_default": all_threads, "rows": rows}
 
 
+def run_precision(models: list[str], batch: int = 64, pairs: int = 4, log=print) -> dict:
+    """fp32 vs bf16 Encoders, interleaved: `pairs` timed calls of each on `batch` frames."""
+    import torch
+
+    from vidclip.config import ModelConfig
+    from vidclip.model.encoder import Encoder, cpu_computes_bf16
+
+    rows = []
+    for name in models:
+        encs = {p: Encoder.load(ModelConfig(name=name, pretrained="none", device="cpu", precision=p), batch_size=batch)
+                for p in ("fp32", "bf16")}
+        frames = _frames(batch)
+        vecs = {p: e.encode_frames(frames) for p, e in encs.items()}  # also the warm-up
+        cos = (vecs["fp32"] * vecs["bf16"]).sum(-1)
+        runs: dict = {p: [] for p in encs}
+        for i in range(pairs):
+            for p in (("fp32", "bf16") if i % 2 == 0 else ("bf16", "fp32")):
+                runs[p].append(_measure(encs[p], frames, 1))
+        med = {p: {k: statistics.median(r[k] for r in rs) for k in ("wall_s", "cpu_s")} for p, rs in runs.items()}
+        row = {"model": name, "batch": batch, "pairs": pairs,
+               **{f"{p}_cpu_ms_per_image": 1000 * m["cpu_s"] / batch for p, m in med.items()},
+               **{f"{p}_wall_s": m["wall_s"] for p, m in med.items()},
+               "cpu_speedup_bf16": med["fp32"]["cpu_s"] / med["bf16"]["cpu_s"],
+               "cosine_min": float(cos.min()), "cosine_median": float(cos.median())}
+        rows.append(row)
+        log(f"{name:9s} fp32 {row['fp32_cpu_ms_per_image']:6.1f} CPU-ms/image, bf16 {row['bf16_cpu_ms_per_image']:6.1f} "
+            f"({row['cpu_speedup_bf16']:.2f}x), cosine min {row['cosine_min']:.5f}")
+        del encs
+    return {"benchmark": "encode --precision", "machine": corpus.machine_info(), "cpu_computes_bf16": cpu_computes_bf16(),
+            "torch_threads": torch.get_num_threads(), "input": "uint8 398x224 frames -> Encoder.encode_frames",
+            "rows": rows}
+
+
 def add_arguments(ap) -> None:
     ap.add_argument("--models", nargs="+", default=["ViT-B-32", "ViT-L-14"])
     ap.add_argument("--batch-sizes", nargs="+", type=positive_int, default=[1, 8, 32, 64])
     ap.add_argument("--repeats", type=positive_int, default=3)
     ap.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile)")
-    ap.add_argument("--out", default="benchmarks/encode.json")
+    ap.add_argument("--precision", action="store_true",
+                    help="fp32 vs bf16 image tower, interleaved (writes benchmarks/encode_precision.json)")
+    ap.add_argument("--out", default=None, help="the JSON file the results are written to "
+                    "(default benchmarks/encode.json, or encode_precision.json with --precision)")
 
 
 def cli(args) -> int:
+    if args.precision:
+        result = run_precision(args.models if args.models != ["ViT-B-32", "ViT-L-14"] else ["ViT-B-32", "ViT-B-16"])
+        print(f"wrote {corpus.write_result(args.out or 'benchmarks/encode_precision.json', result)}")
+        return 0
+    args.out = args.out or "benchmarks/encode.json"
     result = run(args.models, args.batch_sizes, args.repeats, args.compile)
     print(f"wrote {corpus.write_result(args.out, result)}")
     return 0

@@ -172,7 +172,7 @@ def _with_bf16_visual(model: torch.nn.Module) -> torch.nn.Module:
 
 def cpu_computes_bf16() -> bool:
     """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX tiles), so that the image tower
-    runs faster in bf16 than in fp32 (ViT-B-32 on 2 Sapphire Rapids cores: 11 vs 55 CPU-ms per
+    runs faster in bf16 than in fp32 (ViT-B-32 on 2 Sapphire Rapids cores: 13.5 vs 57 CPU-ms per
     image, benchmarks/encode_precision.json); elsewhere bf16 is emulated and slower."""
     try:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
