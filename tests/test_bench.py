@@ -103,3 +103,53 @@ def test_memory_bench_measures_each_length_in_its_own_process(tmp_path):
     longer = cases[1]["video"]
     assert set(result["ratios"]) == {longer}
     assert result["ratios"][longer]["driver_mb"] == round(cases[1]["driver_mb"] / cases[0]["driver_mb"], 3)
+
+
+def test_pan_corpus_with_encoder_defaults_has_b_frames_and_scene_keyframes(tmp_path):
+    """The peer corpus's content and libx264 defaults: B-frames (packets reordered) and a
+    keyframe at each scene change; bframes=0 gives a stream in presentation order."""
+    v = corpus.CorpusVideo("h264", "120p", 4, None, fps=30, scene_s=2.0, content="pan", preset="veryfast")
+    flat = corpus.CorpusVideo("h264", "120p", 4, None, fps=30, scene_s=2.0, content="pan", preset="veryfast", bframes=0)
+    assert v.name != flat.name and "gopdefault" in v.name
+    a, b = corpus.ensure([v, flat], tmp_path, log=lambda *_: None)
+    pa, pb = probe(str(a), 1 << 40), probe(str(b), 1 << 40)
+    assert pa.reordered and not pb.reordered
+    assert pa.info.n_frames == pb.info.n_frames == 120
+    assert set(pa.timeline[pa.keyframes]) >= {0.0, 2.0}  # a new texture at 2 s: a scene-cut keyframe
+
+
+def test_peer_bench_measures_a_whole_process_tree():
+    """CPU and summed RSS come from every process of the tree, not just the one started."""
+    import sys
+
+    from benchmarks.peer import measure
+
+    child = "import numpy as np, time; a = np.ones(200_000_000 // 8); t = time.process_time(); " \
+            "exec('while time.process_time() - t < 0.5: pass'); time.sleep(0.5)"
+    code = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}], check=True); print('done')"
+    res = measure([sys.executable, "-c", code])
+    assert res["stdout"].strip() == "done"
+    assert res["cpu_s"] >= 0.5  # the grandchild's busy half second is counted
+    assert res["peak_rss_sum_mb"] >= 190 and res["peak_rss_mb"] >= 190
+
+
+def test_peer_bench_summary_and_missing_peer(tmp_path):
+    from benchmarks import peer
+
+    def r(wall, cpu):
+        return {"wall_s": wall, "cpu_s": cpu, "frames_out": 240, "peak_rss_mb": 1000.0, "peak_rss_sum_mb": 3000.0}
+
+    runs = {"720p": {"vidclip": [r(10, 20), r(12, 22), r(11, 21)], "clip-video-encode": [r(20, 40), r(21, 42), r(19, 38)]}}
+    parts = {"720p": [{"pipeline": {"wall_s": 9.0}, "decode_only": {"wall_s": 6.0}, "encode_only": {"wall_s": 4.0}}]}
+    s = peer.summarize(runs, parts)["720p"]
+    assert s["vidclip"]["cpu_s"] == 21 and s["clip-video-encode"]["cpu_s"] == 40
+    assert abs(s["cpu_per_frame_ratio_vs_peer"] - 21 / 40) < 1e-9 and s["equal_frames_out"]
+    assert abs(s["ingest_wall_over_parts"] - 0.9) < 1e-9
+    assert "| 8 x 30 s 720p | clip-video-encode | 20.0 s | 40.0 |" in peer.table(peer.summarize(runs, parts))
+    # a python that cannot import clip-video-encode: the command measures vidclip alone and says how to add it
+    for name, status in (("without", 1), ("with", 0)):
+        fake = tmp_path / f"python_{name}"
+        fake.write_text(f"#!/bin/sh\nexit {status}\n")
+        fake.chmod(0o755)
+        assert peer.peer_importable(str(fake)) == (status == 0)
+    assert "--no-deps" in peer.INSTALL_PEER and "--peer-python" in peer.INSTALL_PEER
