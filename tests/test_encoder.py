@@ -523,3 +523,14 @@ def test_bf16_image_tower_stays_close_to_fp32_and_leaves_the_model_alone(name, f
     torch.testing.assert_close(full.encode_text(["a dog", "a cat"]), half.encode_text(["a dog", "a cat"]))
     with pytest.raises(InputError, match="--precision"):
         ModelConfig(name, "none", precision="fp8")
+
+
+def test_cpu_model_inputs_are_open_clips_own_pixels(vit_b32):
+    """On a CPU the resize is PIL's (the one open_clip's eval transform runs), so the model input
+    equals the reference transform's to float rounding, for numpy and CPU-tensor frames alike."""
+    group = [natural_frame(796, 448, seed=70 + i) for i in range(3)]
+    ref = torch.stack([vit_b32.preprocess(Image.fromarray(f)) for f in group])  # (3, 3, 224, 224)
+    ours = vit_b32._preprocess_group(group)
+    assert ours.shape == ref.shape
+    assert (ours - ref).abs().max().item() < 1e-5
+    torch.testing.assert_close(vit_b32._preprocess_group([torch.from_numpy(f) for f in group]), ours)
