@@ -153,3 +153,14 @@ def test_peer_bench_summary_and_missing_peer(tmp_path):
         fake.chmod(0o755)
         assert peer.peer_importable(str(fake)) == (status == 0)
     assert "--no-deps" in peer.INSTALL_PEER and "--peer-python" in peer.INSTALL_PEER
+
+
+def test_shots_bench_scores_hard_cuts_apart_from_dissolves():
+    from benchmarks.shots import hard_cut_f1, table
+    from vidclip.samples.shots import Boundary
+
+    truth = [Boundary("cut", 3.4, 3.4), Boundary("dissolve", 10.0, 11.0), Boundary("cut", 20.0, 20.0)]
+    assert hard_cut_f1([3.4, 10.5, 20.0], truth) == 1.0  # the dissolve's detection is neither hit nor false cut
+    assert hard_cut_f1([3.4, 15.0, 20.0], truth) == 0.8  # 15.0 is a false cut
+    row = {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "hard_cut_f1": 1.0, "dissolve_recall": 0.0, "extra_decode_cpu_vs_fixed": 2.0}
+    assert "| d | 1.00 | 0.50 | 0.67 | 1.00 | 0.00 | 2.00x |" in table({"d": row})

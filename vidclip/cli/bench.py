@@ -1,4 +1,4 @@
-"""`vidclip bench decode|encode|peer|ingest|parity|driver|cluster|memory|serve|gpu`: the performance benchmarks (benchmarks/*.py).
+"""`vidclip bench decode|encode|peer|shots|ingest|parity|driver|cluster|memory|serve|gpu`: the performance benchmarks (benchmarks/*.py).
 
 Wired into vidclip/cli/main.py with `add_parsers(sub)` and `COMMANDS`.  Each benchmark generates
 its corpus once into a cache directory (default ~/.cache/vidclip-bench, or $VIDCLIP_BENCH_CACHE)
@@ -13,6 +13,7 @@ _BENCHES = {
     "decode": ("benchmarks.decode", "decord vs PyAV: full, sparse (seek vs decode-through), fps, keyframes, resize; --structure: the sparse steps by GOP and B-frames"),
     "encode": ("benchmarks.encode", "image tower images/s on CPU: batch sizes, bf16, channels_last, threads, compile"),
     "peer": ("benchmarks.peer", "vidclip ingest vs clip-video-encode: wall, CPU-s per frame, peak RSS, equal frames out"),
+    "shots": ("benchmarks.shots", "shot-boundary detectors on generated videos with known cuts: precision, recall, F1, decode CPU"),
     "ingest": ("benchmarks.ingest", "end-to-end ingest vs decode-only + encode-only walls, peak memory"),
     "parity": ("benchmarks.parity", "pixel parity of ingest's model inputs with open_clip's PIL preprocess, per resize choice"),
     "driver": ("benchmarks.driver", "the Ray driver's ceiling: assemble, aggregate and commit synthetic encoder rows"),
