@@ -108,7 +108,7 @@ class Assembler:
             have[positions] = True
         try:
             rows = finish_video(p.work, facts, vectors, have, self.aggregator, self.temporal_name, self.max_frames,
-                                p.done["decoder"], p.done["note"])
+                                p.done["decoder"], p.done["note"], shots=p.done.get("shots"))
         except MediaError as exc:
             self.committer.failed(p.work, exc.reason)
             return

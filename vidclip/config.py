@@ -14,6 +14,7 @@ from vidclip.objectstore import ObjectStorage
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 SAMPLING_MODES = ("fps", "uniform", "keyframes")
+CLIP_MODES = ("fixed", "shots")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -63,6 +64,9 @@ class SamplingConfig:
     fps: float = 1.0
     clip_seconds: float = 10.0
     max_frames: int = 12
+    # "fixed": windows of clip_seconds; "shots": one clip per shot (vidclip.ingest.shots), a shot
+    # longer than clip_seconds split into equal parts, one shorter than MIN_SHOT_S merged
+    clips: str = "fixed"
 
     def __post_init__(self) -> None:
         from vidclip.errors import InputError
@@ -75,9 +79,16 @@ class SamplingConfig:
             raise InputError(f"--clip-seconds must be > 0, got {self.clip_seconds}")
         if self.max_frames < 1:
             raise InputError(f"--max-frames must be >= 1, got {self.max_frames}")
+        if self.clips not in CLIP_MODES:
+            raise InputError(f"--clips must be one of {', '.join(CLIP_MODES)}, got {self.clips!r}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """What a store records; `clips` only when not "fixed", so stores written before it existed
+        keep matching."""
+        d = asdict(self)
+        if d["clips"] == "fixed":
+            del d["clips"]
+        return d
 
 
 @dataclass(frozen=True)

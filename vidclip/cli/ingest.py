@@ -25,7 +25,9 @@ def add_parsers(sub) -> None:
                    help="fps: frames at --fps; uniform: --max-frames per clip; keyframes: the keyframe at or "
                    "before each 1/fps target only (fastest, for very large libraries)")
     p.add_argument("--fps", type=positive_float, help="sampled frames per second (default 1)")
-    p.add_argument("--clip-seconds", type=positive_float, help="clip length in seconds (default 10)")
+    p.add_argument("--clip-seconds", type=positive_float, help="clip length in seconds (default 10); with --clips shots, the longest a shot's clip may be")
+    p.add_argument("--clips", choices=["fixed", "shots"],
+                   help="fixed: windows of --clip-seconds (default); shots: one clip per shot, cut where the video cuts")
     p.add_argument("--max-frames", type=positive_int, help="frames per clip fed to the temporal module (default 12)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="frames per encoder forward pass")
     p.add_argument("--retry-failed", action="store_true", help="decode again files recorded as failed")
@@ -62,7 +64,7 @@ def cmd_ingest(args) -> int:
     on_ray, workers, announce = _runner(args)
     lib = open_library(args, create=True)  # nothing is written before the inputs are listed
     sampling = None
-    given = {k: v for k, v in (("mode", args.sampling), ("fps", args.fps), ("clip_seconds", args.clip_seconds), ("max_frames", args.max_frames)) if v is not None}
+    given = {k: v for k, v in (("mode", args.sampling), ("fps", args.fps), ("clip_seconds", args.clip_seconds), ("max_frames", args.max_frames), ("clips", args.clips)) if v is not None}
     if given:
         recorded = lib.store.meta.get("sampling") or {}
         sampling = SamplingConfig(**{**recorded, **given})

@@ -47,6 +47,7 @@ LONG_VIDEO_FRAMES = 54_000
 # swscale kernel for PyAV's decode-time resize: BICUBIC is closest to PIL at twice the model's size
 # (benchmarks/parity.py: 42.9-43.8 dB vs AREA's 41.3-42.6 from 720p to 4K, same CPU)
 PYAV_INTERPOLATION = "BICUBIC"
+THUMB_SIZE = (32, 18)  # (w, h) of the grey pictures shot detection compares
 CHUNK_BYTES = 8 << 20  # a chunk's decoded frames: 7 frames of 796x448 (ViT-B-32 at twice its size), 31 of 398x224
 DECORD_MAX_SHRINK = 3.5  # decord's scaler: 43-45 dB up to 2.4x (1080p -> 448p), 38.9 dB at 4.8x (4K)
 
@@ -96,6 +97,7 @@ class SampleReader:
         decoders: tuple[str, ...] | None = None,
         seek: str = "auto",
         skip: bool | None = None,
+        thumbnails: bool = False,
     ):
         self.path = str(path)
         self.probe = probe
@@ -111,6 +113,11 @@ class SampleReader:
         # PyAV: let the codec drop unplanned non-reference frames (VideoInput.frames); None: by codec
         self.skip = probe.info.codec in DROPS_NONREF if skip is None else skip
         self.decoded = 0  # PyAV: frames that came out of the decoder, planned or not
+        # thumbnails=True: a THUMB_SIZE grey picture of every frame decoded (PyAV: planned or not;
+        # decord: the planned ones), with its time: the signal of vidclip.ingest.shots
+        self.thumbnails = thumbnails
+        self.thumb_times: list[float] = []
+        self.thumbs: list[np.ndarray] = []
         self.note = ""  # why a fallback happened, empty when the first decoder served everything
         self.missing = 0  # planned frames no decoder could produce
 
@@ -159,6 +166,8 @@ class SampleReader:
                 frames = vr.get_batch(idx.tolist()).asnumpy()  # (n, h, w, 3) uint8
                 if frames.shape[1:3] != (h, w):
                     raise DecodeError(self.path, f"decord returned {frames.shape[2]}x{frames.shape[1]} frames")
+                if self.thumbnails:
+                    self._thumb_arrays(ours[idx], frames)
                 yield FrameChunk(
                     position=np.arange(start + lo, start + lo + len(idx)),
                     times=ours[idx],
@@ -211,12 +220,12 @@ class SampleReader:
                         if jump:
                             video.seek(int(pts_all[kf_before[i]]))
                             self.seeks += 1
-                        frames = video.frames(wanted)
+                        frames = self._watched(video.frames(wanted))
                         pending = next(frames, None)
                         if pending is not None and pending.pts > target:  # the seek overshot: decode through
                             video.seek(int(pts_all[0]))
                             use_seek = False
-                            frames = video.frames(wanted)
+                            frames = self._watched(video.frames(wanted))
                             pending = next(frames, None)
                     while pending is not None and pending.pts < target:
                         pending = next(frames, None)
@@ -245,6 +254,39 @@ class SampleReader:
         self.missing = len(plan_idx) - found
         if found == 0:
             raise DecodeError(self.path, "no sampled frame could be decoded")
+
+    def _watched(self, frames):
+        """The decoder's frames, each also kept as a thumbnail when asked (self.thumbnails)."""
+        if not self.thumbnails:
+            yield from frames
+            return
+        pts_all, timeline = self.probe.pts, self.probe.timeline
+        w, h = THUMB_SIZE
+        for frame in frames:
+            i = int(np.searchsorted(pts_all, frame.pts))
+            if i < len(pts_all) and pts_all[i] == frame.pts:
+                self.thumb_times.append(float(timeline[i]))
+                self.thumbs.append(frame.to_ndarray(format="gray", width=w, height=h))
+            yield frame
+
+    def _thumb_arrays(self, times: np.ndarray, frames: np.ndarray) -> None:
+        """Thumbnails of decoded RGB frames (n, H, W, 3)."""
+        from PIL import Image
+
+        for t, f in zip(times, frames):
+            self.thumb_times.append(float(t))
+            self.thumbs.append(np.asarray(Image.fromarray(f).convert("L").resize(THUMB_SIZE, Image.BILINEAR)))
+
+    def shot_cuts(self) -> list[float]:
+        """Cut and dissolve times found in the thumbnails (vidclip.ingest.shots)."""
+        from vidclip.ingest.shots import cuts_from_thumbnails, dissolves_from_thumbnails
+
+        if not self.thumbs:
+            return []
+        times, first = np.unique(np.asarray(self.thumb_times), return_index=True)  # (N,) sorted, no repeats
+        thumbs = np.stack(self.thumbs)[first]  # (N, h, w)
+        cuts = cuts_from_thumbnails(times, thumbs)
+        return sorted(cuts + dissolves_from_thumbnails(times, thumbs, cuts))
 
     def _pyav_chunk(self, pos: list[int], frames: list[np.ndarray]) -> FrameChunk:
         position = np.asarray(pos, dtype=np.int64)  # (n,)

@@ -67,6 +67,7 @@ class _Slot:
     failed: str | None = None
     decoder: str = ""
     note: str = ""
+    shots: list | None = None  # clip windows from the decode stage (--clips shots), else the plan's
 
 
 @dataclass
@@ -113,7 +114,7 @@ def run_in_process(
                 try:
                     rows = finish_video(
                         slot.work, slot.facts, slot.vectors, slot.have, aggregator, temporal_name,
-                        sampling.max_frames, slot.decoder, slot.note,
+                        sampling.max_frames, slot.decoder, slot.note, shots=slot.shots,
                     )
                 except MediaError as exc:
                     committer.failed(slot.work, exc.reason)
@@ -159,6 +160,7 @@ def run_in_process(
                 encode_queue()
         else:
             slot.decoder, slot.note, slot.decoded = payload["decoder"], payload["note"], True
+            slot.shots = payload.get("shots")
 
     def on_error(item, reason: str) -> None:
         slot = slots.get(id(item))

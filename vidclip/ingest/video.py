@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from vidclip.config import DecodeConfig, SamplingConfig
-from vidclip.ingest.decoder import SampleReader
+from vidclip.ingest.decoder import DECORD, PYAV, SampleReader
 from vidclip.errors import MediaError, StoreError
 from vidclip.ingest.manifest import Entry, content_id, uri_id
 from vidclip.ingest.probe import VideoInfo, probe
@@ -164,7 +164,13 @@ def read_video(path: str, sampling: SamplingConfig, decode: DecodeConfig, geomet
         raise MediaError(path, f"aspect ratio {width}x{height} is over {decode.max_aspect:g}:1 (frames resized for the "
                                f"model would be {w}x{h}, {w * h * 3 / 1e6:.0f} MB each)")
     size = geometry.decode_size(width, height)
-    reader = SampleReader(path, pr, plan, size, chunk_frames=decode.chunk_frames)
+    if sampling.clips == "shots":
+        # every reference frame is seen (decode through, unplanned B-frames dropped) and thumbnailed;
+        # PyAV first, whose decoder hands out the frames between the planned ones (decord cannot)
+        reader = SampleReader(path, pr, plan, size, chunk_frames=decode.chunk_frames, decoders=(PYAV, DECORD),
+                              seek="never", thumbnails=True)
+    else:
+        reader = SampleReader(path, pr, plan, size, chunk_frames=decode.chunk_frames)
     return VideoFacts(pr.info, plan, pr.timeline[plan.frame_index], pr.note), reader
 
 
@@ -187,7 +193,12 @@ def decode_job(path: str, sampling: SamplingConfig, decode: DecodeConfig, geomet
     yield (FACTS, facts)
     for chunk in reader.chunks():
         yield (CHUNK, chunk)
-    yield (DONE, {"decoder": reader.decoder, "note": reader.note, "missing": reader.missing})
+    done = {"decoder": reader.decoder, "note": reader.note, "missing": reader.missing}
+    if sampling.clips == "shots":
+        from vidclip.ingest.shots import shot_windows
+
+        done["shots"] = shot_windows(reader.shot_cuts(), float(facts.info.duration_s), sampling.clip_seconds).tolist()
+    yield (DONE, done)
 
 
 # -- finish -----------------------------------------------------------------------------------------
@@ -213,13 +224,14 @@ def finish_video(
     max_frames: int,
     decoder: str,
     decoder_note: str,
+    shots: list | None = None,
 ) -> VideoRows:
     """Aggregate one video's raw image features (K, D) (rows where `have` is False were not
     decoded) into its frame, clip and whole-video rows.  Frames are stored L2-normalised, with
     their norm; the temporal module is fed what it asks for (`module_frames`)."""
     from vidclip.model.encoder import split_norms
 
-    plan = facts.plan
+    plan = facts.plan if shots is None else shot_plan(facts, np.asarray(shots, np.float64).reshape(-1, 2))
     dim = vectors.shape[1]
     unit, norms = split_norms(vectors)  # (K, D), (K,)
     fed = module_frames(aggregator, unit, norms, work.entry.uri)  # (K, D)
@@ -293,6 +305,15 @@ def finish_video(
         "metadata": work.entry.metadata,
     }
     return VideoRows(video=video, frames=frames, clips=clips, video_vector=video_vector)
+
+
+def shot_plan(facts: VideoFacts, bounds: np.ndarray) -> SamplePlan:
+    """The planned frames regrouped into shot clips `bounds` (C, 2) (the decode stage's
+    shot_windows), each frame in the window holding its time; windows with no frame are dropped."""
+    from vidclip.ingest.sampling import _without_empty_clips
+
+    clip_of = np.clip(np.searchsorted(bounds[:, 0], facts.times, side="right") - 1, 0, len(bounds) - 1)  # (K,)
+    return _without_empty_clips(facts.plan.frame_index, clip_of, bounds)
 
 
 def module_frames(aggregator, unit: np.ndarray, norms: np.ndarray | None, where: str = "") -> np.ndarray:
