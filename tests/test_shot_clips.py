@@ -7,7 +7,7 @@ import vidclip
 from conftest import TINY
 from vidclip.config import SamplingConfig
 from vidclip.errors import StoreMismatchError
-from vidclip.ingest.shots import MIN_SHOT_S
+from vidclip.ingest.shots import MIN_SHOT_S, cuts_from_vectors, shot_windows
 from vidclip.samples.shots import standard_script, write_shot_video
 
 FPS = 25.0
@@ -36,3 +36,43 @@ def test_fixed_clips_record_what_they_always_did():
     assert "clips" not in SamplingConfig().to_dict()  # stores written before --clips keep matching
     assert SamplingConfig(clips="shots").to_dict()["clips"] == "shots"
     assert MIN_SHOT_S > 0
+
+
+def test_reindex_switches_between_fixed_and_shots_from_stored_frames(tmp_path):
+    """A fixed store becomes a shot store (cuts from the stored frame vectors, to within one
+    sampling interval) and back (the fixed windows ingest gives), without decoding; too sparse
+    frames are refused with what to re-decode."""
+    from vidclip.errors import StoreError
+    from vidclip.learn.reindex import reindex
+
+    script = standard_script()
+    src = tmp_path / "videos"
+    write_shot_video(src / "s.mp4", script, width=320, height=180, fps=FPS)
+    lib = vidclip.open(tmp_path / "db", model=TINY)
+    lib.ingest([src], SamplingConfig(fps=2.0, clip_seconds=5.0), progress=False)
+    fixed_rows = sorted((c["start_s"], c["end_s"]) for c in lib.store.table("clips").to_arrow().to_pylist())
+
+    frames = lib.store.table("frames").to_arrow().sort_by("t")
+    t = np.array(frames.column("t").to_pylist())
+    unit = np.stack(frames.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
+    cuts = cuts_from_vectors(t, unit)
+    assert cuts  # even random weights tell some of these shots apart
+    expected = shot_windows(cuts, float(lib.store.table("videos").to_arrow().column("duration_s")[0].as_py()), 5.0)
+    expected = [(a, b) for a, b in expected if ((t >= a) & (t < b)).any() or b == expected[-1][1]]
+
+    report = reindex(lib.store, "mean", clips="shots", progress=False)
+    assert report.clip_mode == "shots" and lib.store.meta["sampling"]["clips"] == "shots"
+    shots = sorted((c["start_s"], c["end_s"]) for c in lib.store.table(lib.store.segments["clip"]).to_arrow().to_pylist())
+    np.testing.assert_allclose(shots, expected)  # the windows of the cuts in the stored frame vectors
+    assert shots != fixed_rows and all(b - a <= 5.0 + 1e-6 for a, b in shots)
+    assert lib.search("anything", k=1)  # the switched store answers
+
+    back = reindex(lib.store, "mean", clips="fixed", progress=False)
+    assert back.clip_mode == "fixed" and "clips" not in lib.store.meta["sampling"]
+    again = sorted((c["start_s"], c["end_s"]) for c in lib.store.table(lib.store.segments["clip"]).to_arrow().to_pylist())
+    assert again == fixed_rows  # exactly the windows ingest gave
+
+    sparse = vidclip.open(tmp_path / "sparse", model=TINY)
+    sparse.ingest([src], SamplingConfig(fps=0.5, clip_seconds=5.0), progress=False)
+    with pytest.raises(StoreError, match="--clips shots"):
+        reindex(sparse.store, "mean", clips="shots", progress=False)

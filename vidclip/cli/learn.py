@@ -45,6 +45,9 @@ def add_parsers(subparsers) -> None:
     p = subparsers.add_parser("reindex", help="recompute clip and video vectors from stored frames with a temporal module")
     add_store_args(p)
     p.add_argument("--temporal", required=True, metavar="mean|CKPT_DIR", help="'mean' or a checkpoint from 'vidclip train'")
+    p.add_argument("--clips", choices=["fixed", "shots"],
+                   help="switch the clip mode: fixed windows, or shots cut where stored frame vectors turn apart "
+                        "(to within one sampling interval; default: keep the store's)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     p = subparsers.add_parser("import-clip4clip", help="convert a CLIP4Clip checkpoint (meanP, seqLSTM, seqTransf) "
@@ -113,7 +116,7 @@ def cmd_reindex(args) -> int:
     from vidclip.store.store import Store
 
     store = Store.open(args.db, storage_options=storage_options(args))
-    report = reindex(store, args.temporal, progress=not args.json)
+    report = reindex(store, args.temporal, clips=args.clips, progress=not args.json)
     if args.json:
         print(json.dumps(report.to_dict()))
     else:

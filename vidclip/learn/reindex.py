@@ -58,6 +58,7 @@ class ReindexReport:
     tables: dict = field(default_factory=dict)  # the new active segment tables
     dropped: list[str] = field(default_factory=list)  # the old ones
     by_time: int = 0  # videos whose clips took their frames by time (ingest's plan not recoverable)
+    clip_mode: str = "fixed"  # the clip mode the store has after the reindex
     boundary_mismatches: int = 0  # of those, clips whose frame count differs from what ingest recorded
     skipped: list[str] = field(default_factory=list)  # ok videos without frames or clips (left out)
     seconds: float = 0.0
@@ -106,25 +107,41 @@ def replay_members(t: np.ndarray, duration_s: float, sampling: SamplingConfig, c
     return members if all(len(m) for m in members) else None
 
 
+MAX_SHOT_GAP_S = 1.0  # stored frames further apart than this cannot place a shot boundary within 0.5 s
+
+
 def reindex(
     store: Store,
     temporal_spec: str,
     *,
+    clips: str | None = None,
     batch_frames: int = DEFAULT_BATCH_FRAMES,
     progress: bool = True,
 ) -> ReindexReport:
-    """Recompute all segment vectors with `temporal_spec` ("mean" or a checkpoint dir) and switch to them."""
+    """Recompute all segment vectors with `temporal_spec` ("mean" or a checkpoint dir) and switch to them.
+
+    clips: switch the clip mode ("fixed" or "shots"; None keeps the store's).  Fixed windows are
+    planned again over the stored frame times; shots are cut where consecutive stored frame
+    vectors turn apart (vidclip.ingest.shots.cuts_from_vectors: to within one sampling interval,
+    coarser than ingest's --clips shots, which sees every decoded frame)."""
     with store.writing("reindex"):
-        return _reindex(store, temporal_spec, batch_frames, progress)
+        return _reindex(store, temporal_spec, batch_frames, progress, clips)
 
 
-def _reindex(store: Store, temporal_spec: str, batch_frames: int, progress: bool) -> ReindexReport:
+def _reindex(store: Store, temporal_spec: str, batch_frames: int, progress: bool, clips: str | None = None) -> ReindexReport:
+    from dataclasses import replace
+
     from vidclip.ingest.video import aggregate
 
     started = time.perf_counter()
     dim = store_dim(store)
     module, spec = load_temporal(store, temporal_spec)
     sampling = SamplingConfig(**(store.meta.get("sampling") or {}))
+    switch = clips is not None and clips != sampling.clips
+    if switch:
+        sampling = replace(sampling, clips=clips)  # validated by SamplingConfig
+        if clips == "shots":
+            _refuse_sparse_frames(store, sampling)
     max_frames = sampling.max_frames
     video_cap = video_frame_cap(module, max_frames)
     old = store.segments
@@ -135,7 +152,7 @@ def _reindex(store: Store, temporal_spec: str, batch_frames: int, progress: bool
 
     gen = max(_generation(old["clip"]), _generation(old["video"])) + 1
     new = {"clip": f"clips_{gen}", "video": f"video_vectors_{gen}"}
-    report = ReindexReport(temporal=spec, tables=new)
+    report = ReindexReport(temporal=spec, tables=new, clip_mode=sampling.clips)
     schema = segment_schema(dim)
     for name in new.values():
         store.create_table(name, schema)  # replaces a leftover of an interrupted reindex
@@ -154,9 +171,10 @@ def _reindex(store: Store, temporal_spec: str, batch_frames: int, progress: bool
             bar.refresh()
             counts = frame_counts(store, todo)
             for chunk in chunk_by_frames(todo, counts, batch_frames):
-                clips, videos = _aggregate_chunk(store, chunk, old, module, aggregate, spec["name"], sampling, video_cap, report)
-                if clips.num_rows:
-                    store.table(new["clip"]).add(clips)
+                clip_table, videos = _aggregate_chunk(store, chunk, old, module, aggregate, spec["name"], sampling,
+                                                      video_cap, report, switch)
+                if clip_table.num_rows:
+                    store.table(new["clip"]).add(clip_table)
                 if videos.num_rows:
                     store.table(new["video"]).add(videos)
                 done.update(chunk)
@@ -175,7 +193,10 @@ def _reindex(store: Store, temporal_spec: str, batch_frames: int, progress: bool
         raise
     bar.close()
 
-    store.set_meta({"segments": new, "temporal": spec})  # the one atomic switch
+    switched = {"segments": new, "temporal": spec}
+    if switch:
+        switched["sampling"] = sampling.to_dict()
+    store.set_meta(switched)  # the one atomic switch
     for name in (old["clip"], old["video"]):
         if name not in new.values():
             store.drop_table(name)
@@ -189,7 +210,37 @@ def _reindex(store: Store, temporal_spec: str, batch_frames: int, progress: bool
     return report
 
 
-def _aggregate_chunk(store, chunk, old, module, aggregate, name, sampling, video_cap, report):
+def _refuse_sparse_frames(store: Store, sampling: SamplingConfig) -> None:
+    """Shots from stored frames need frames close enough to place a cut within 0.5 s."""
+    gap = 1.0 / sampling.fps if sampling.mode != "uniform" else None
+    if gap is None or gap > MAX_SHOT_GAP_S:
+        spacing = f"{gap:g} s apart" if gap else "a fixed number per clip (uniform sampling)"
+        raise StoreError(f"{store.uri}: the stored frames are {spacing}, too sparse to place shot boundaries within "
+                         f"0.5 s; re-decode the videos with shot detection: vidclip ingest VIDEOS --db NEW_DB --clips shots")
+
+
+def _new_clips(t: np.ndarray, vecs: np.ndarray, duration_s: float | None, sampling: SamplingConfig):
+    """(rows, members) for a video whose clip mode changes: rows as dicts with clip_id, start_s, end_s."""
+    from vidclip.ingest.sampling import cut_clips
+    from vidclip.ingest.shots import cuts_from_vectors, shot_windows
+
+    duration = float(duration_s) if duration_s is not None else float(t[-1])
+    if sampling.clips == "shots":
+        unit = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)  # (N, D)
+        bounds = shot_windows(cuts_from_vectors(t, unit), duration, sampling.clip_seconds)  # (C, 2)
+    else:
+        plan = plan_samples(t, duration, sampling)
+        if len(plan.frame_index) == len(t) and (plan.frame_index == np.arange(len(t))).all():
+            rows = [{"clip_id": c, "start_s": float(a), "end_s": float(b)} for c, (a, b) in enumerate(plan.clip_bounds)]
+            return rows, [np.flatnonzero(plan.clip_of == c) for c in range(plan.n_clips)]
+        bounds = cut_clips(duration, sampling.clip_seconds)
+    owner = np.clip(np.searchsorted(bounds[:, 0], t, side="right") - 1, 0, len(bounds) - 1)  # (N,)
+    used = [c for c in range(len(bounds)) if (owner == c).any()]  # a window with no frame is no clip
+    rows = [{"clip_id": i, "start_s": float(bounds[c, 0]), "end_s": float(bounds[c, 1])} for i, c in enumerate(used)]
+    return rows, [np.flatnonzero(owner == c) for c in used]
+
+
+def _aggregate_chunk(store, chunk, old, module, aggregate, name, sampling, video_cap, report, switch=False):
     """New clip and video rows for a group of videos."""
     max_frames = sampling.max_frames
     frames = read_frames(store, chunk, module)
@@ -204,6 +255,20 @@ def _aggregate_chunk(store, chunk, old, module, aggregate, name, sampling, video
             report.skipped.append(vid)
             continue
         t, vecs = frames[vid]
+        if switch:
+            rows, members = _new_clips(t, vecs, durations.get(vid), sampling)
+            for row, pos in zip(rows, members):
+                chosen = pos[select_for_clip(len(pos), max_frames)]
+                clip_groups.append(chosen + offset)
+                clip_meta.append((vid, row["clip_id"], row["start_s"], row["end_s"], len(chosen)))
+            whole = np.arange(len(t)) if video_cap is None else select_for_clip(len(t), video_cap)
+            video_groups.append(whole + offset)
+            vrow = (video_rows.get(vid) or [{"start_s": 0.0, "end_s": float(t[-1])}])[0]
+            video_meta.append((vid, -1, vrow["start_s"], vrow["end_s"], len(whole)))
+            vectors.append(vecs)
+            offset += len(t)
+            report.frames += len(t)
+            continue
         rows = sorted(clip_rows[vid], key=lambda r: (r["start_s"], r["clip_id"]))
         bounds = np.array([[r["start_s"], r["end_s"]] for r in rows], dtype=np.float64)  # (C, 2)
         members = None
