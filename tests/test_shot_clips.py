@@ -76,3 +76,23 @@ def test_reindex_switches_between_fixed_and_shots_from_stored_frames(tmp_path):
     sparse.ingest([src], SamplingConfig(fps=0.5, clip_seconds=5.0), progress=False)
     with pytest.raises(StoreError, match="--clips shots"):
         reindex(sparse.store, "mean", clips="shots", progress=False)
+
+
+def test_search_can_return_the_shot_as_the_moment(tmp_path):
+    """With --clips shots the refined moment stays inside its shot; moment='clip' returns the shot."""
+    script = standard_script()
+    src = tmp_path / "videos"
+    write_shot_video(src / "s.mp4", script, width=320, height=180, fps=FPS)
+    lib = vidclip.open(tmp_path / "db", model=TINY)
+    lib.ingest([src], SamplingConfig(fps=2.0, clip_seconds=5.0, clips="shots"), progress=False)
+    cuts = [b.t for b in script.boundaries(FPS) if b.kind == "cut"]
+    for rerank in (None, "max"):
+        refined = lib.search("a shot", k=5, per_video=5, rerank=rerank)
+        whole = lib.search("a shot", k=5, per_video=5, rerank=rerank, moment="clip")
+        assert len(refined) == len(whole) == 5
+        for h in refined:
+            assert h.clip_start_s <= h.start_s < h.end_s <= h.clip_end_s
+            assert not any(h.start_s < c < h.end_s for c in cuts)  # a moment never crosses a cut
+        assert all((h.start_s, h.end_s) == (h.clip_start_s, h.clip_end_s) for h in whole)
+    with pytest.raises(vidclip.QueryError):
+        lib.search("a shot", moment="scene")

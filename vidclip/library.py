@@ -260,6 +260,7 @@ class Library:
         nprobes: int | None = None,
         refine_factor: int | None = None,
         vector=None,
+        moment: str = "refined",
     ) -> Hits:
         """Top-k hits for a query:
 
@@ -281,6 +282,8 @@ class Library:
         from vidclip.store.filters import combine_where
 
         check_request(k, per_video, level)
+        if moment not in ("refined", "clip"):
+            raise QueryError(f"moment must be 'refined' or 'clip', got {moment!r}")
         check_rerank(rerank, rerank_k, alpha)
         check_ann(nprobes, refine_factor)
         check_fusion(fusion, rrf_k, text_weight)
@@ -294,7 +297,8 @@ class Library:
             query = self._check_vector(vector)
         else:
             query = self.embed_query(text=text, image=image, video=video, span=span, weights=weights)
-        options = dict(where=sql, rerank=rerank, rerank_k=rerank_k, alpha=alpha, nprobes=nprobes, refine_factor=refine_factor)
+        options = dict(where=sql, rerank=rerank, rerank_k=rerank_k, alpha=alpha, nprobes=nprobes, refine_factor=refine_factor,
+                       moments=moment == "refined")
         if not hybrid:
             return search_vector(self.store, query, k=k, per_video=per_video, level=level, **options)
         return search_hybrid(self.store, str(text).strip()[:embedding.MAX_QUERY_CHARS], query, k, per_video, level, options,

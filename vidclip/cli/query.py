@@ -36,6 +36,9 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--video", help="a video file as the query (embedded the way the store embeds clips)")
     p.add_argument("--span", nargs=2, type=float, metavar=("START", "END"), help="with --video: only this span (seconds)")
     p.add_argument("--rerank", choices=["max", "mean", "fusion"], help="re-score the top candidates on their frame vectors")
+    p.add_argument("--moment", choices=["refined", "clip"], default="refined",
+                   help="refined: the frames inside the clip that match (default); clip: the whole clip, which "
+                        "is the shot in a store ingested with --clips shots")
     p.add_argument("--hybrid", action="store_true", help="fuse full-text search over title/description/tags")
     p.add_argument("--filter", action="append", default=[], metavar="COLUMN=VALUE",
                    help="keep videos whose COLUMN equals VALUE (repeatable; values are quoted safely)")
@@ -66,7 +69,7 @@ def cmd_search(args) -> int:
     lib = open_library(args, create=False)
     hits = lib.search(
         args.query, image=args.image, video=args.video, span=tuple(args.span) if args.span else None,
-        k=args.k, per_video=args.per_video, level=args.level, rerank=args.rerank, hybrid=args.hybrid,
+        k=args.k, per_video=args.per_video, level=args.level, rerank=args.rerank, hybrid=args.hybrid, moment=args.moment,
         where=where or None, where_sql=args.where_sql,
     )
     if args.json:

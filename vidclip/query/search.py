@@ -175,7 +175,8 @@ def search_vector(
         frames = _frames_for(store, candidates)
         for r in candidates:
             m = _moment(frames, r, query, margin)
-            r["moment"] = m
+            if moments:
+                r["moment"] = m  # moments=False: the hit's span stays its clip's
             if m is not None:
                 r["score"] = rescore(rerank, r["clip_score"], m.best_score, m.mean_score, alpha)
         rows = sorted(candidates, key=lambda r: -r["score"])  # stable: ties keep first-stage order
