@@ -96,3 +96,23 @@ def test_search_can_return_the_shot_as_the_moment(tmp_path):
         assert all((h.start_s, h.end_s) == (h.clip_start_s, h.clip_end_s) for h in whole)
     with pytest.raises(vidclip.QueryError):
         lib.search("a shot", moment="scene")
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_shot_clips_are_the_same_on_ray(tmp_path):
+    """The Ray job regroups frames into the decode stage's shots exactly as the in-process loop."""
+    from pipelines.options import JobOptions
+    from test_crash import row_set
+
+    src = tmp_path / "videos"
+    write_shot_video(src / "s.mp4", standard_script(), width=320, height=180, fps=FPS)
+    sampling = SamplingConfig(fps=2.0, clip_seconds=5.0, clips="shots")
+    local = vidclip.open(tmp_path / "local", model=TINY)
+    local.ingest([src], sampling, progress=False)
+    on_ray = vidclip.open(tmp_path / "ray", model=TINY)
+    on_ray.ingest([src], sampling, progress=False, ray=JobOptions(decode_workers=1, batch_size=8), stall_s=1800.0)
+    a, b = row_set(local.store), row_set(on_ray.store)
+    assert a["clip_spans"] == b["clip_spans"] and a["frames"] == b["frames"]
+    fixed_starts = {round(5.0 * i, 6) for i in range(12)}
+    assert {s for _, _, s, _ in a["clip_spans"]} - fixed_starts  # shot starts, not the fixed grid
