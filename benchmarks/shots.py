@@ -3,6 +3,9 @@
     vidclip bench shots [--seeds 3] [--peer-python PY] [--out benchmarks/shots.json]
     (or: python3 -m benchmarks.shots ...)
 
+Held out: six `random_script` videos (seeds 10-15, 480x270, 24 fps), never looked at while the
+thresholds were set; the thumbnail and PySceneDetect detectors run on them too.
+
 Corpus: `standard_script(seed)` for each seed (6 hard cuts off the sampling grid, a 0.5 s and a 1 s
 and a 0.5 s dissolve, static, slow and fast pans, a flash, a 12.3 s single shot; 51 s), written at
 640x360, 30 fps, H.264 with libx264's own keyframe placement (scene cuts on).  Detectors:
@@ -41,18 +44,24 @@ FPS = 30.0
 TOLERANCE_S = 0.5
 
 
-def _videos(seeds: int, cache: Path) -> list[tuple[int, Path]]:
-    from vidclip.samples.shots import standard_script, write_shot_video
+HELD_OUT = range(10, 16)  # random_script seeds: not looked at while the thresholds were set
+
+
+def _videos(seeds, cache: Path, held_out: bool = False) -> list[tuple[int, Path, object, float]]:
+    """(seed, path, script, fps): the standard script at 640x360 30 fps, or held-out random
+    scripts at 480x270 24 fps."""
+    from vidclip.samples.shots import random_script, standard_script, write_shot_video
 
     cache.mkdir(parents=True, exist_ok=True)
     out = []
-    for seed in range(seeds):
-        path = cache / f"shots_standard_s{seed}_640x360_30fps.mp4"
+    for seed in seeds:
+        script, fps, (w, h) = (random_script(seed), 24.0, (480, 270)) if held_out else (standard_script(seed), FPS, (640, 360))
+        path = cache / (f"shots_random_s{seed}_{w}x{h}_24fps.mp4" if held_out else f"shots_standard_s{seed}_640x360_30fps.mp4")
         if not path.exists():
             tmp = path.with_name(path.stem + ".part.mp4")
-            write_shot_video(tmp, standard_script(seed), width=640, height=360, fps=FPS)
+            write_shot_video(tmp, script, width=w, height=h, fps=fps)
             os.replace(tmp, path)
-        out.append((seed, path))
+        out.append((seed, path, script, fps))
     return out
 
 
@@ -128,7 +137,7 @@ def _keyframe_cuts(path: str) -> list[float]:
     return [float(pr.timeline[i]) for i, g in zip(idx[1:], gaps) if g != regular]
 
 
-def _scenedetect_worker(path: str) -> dict:
+def _scenedetect_worker(path: str, fps: float = FPS) -> dict:
     """Run in --peer-python: PySceneDetect's content and adaptive detectors on every frame at 160x90."""
     import av
     from scenedetect import FrameTimecode
@@ -142,17 +151,18 @@ def _scenedetect_worker(path: str) -> dict:
             s = c.streams.video[0]
             s.thread_type = "AUTO"
             for n, f in enumerate(c.decode(s)):
-                cuts += det.process_frame(FrameTimecode(n, FPS), f.to_ndarray(format="bgr24", width=160, height=90))
-        cuts += det.post_process(FrameTimecode(n, FPS))
+                cuts += det.process_frame(FrameTimecode(n, fps), f.to_ndarray(format="bgr24", width=160, height=90))
+        cuts += det.post_process(FrameTimecode(n, fps))
         out[name] = {"cuts": [float(c.seconds if hasattr(c, "seconds") else c.get_seconds()) for c in cuts],
                      "cpu_s": time.process_time() - c0}
     return out
 
 
-def _scenedetect(path: str, python: str) -> dict | None:
-    code = "import sys, json; from benchmarks.shots import _scenedetect_worker; print(json.dumps(_scenedetect_worker(sys.argv[1])))"
+def _scenedetect(path: str, python: str, fps: float = FPS) -> dict | None:
+    code = ("import sys, json; from benchmarks.shots import _scenedetect_worker; "
+            "print(json.dumps(_scenedetect_worker(sys.argv[1], float(sys.argv[2]))))")
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    done = subprocess.run([python, "-c", code, path], capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run([python, "-c", code, path, str(fps)], capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         return None
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -177,37 +187,43 @@ def run(seeds: int, python: str | None, cache: Path, log=print) -> dict:
     encoder = Encoder.load(ModelConfig(pretrained="none", device="cpu"))
     rows = []
     peer_ok = None
-    for seed, path in _videos(seeds, cache):
+    videos = [("standard", v) for v in _videos(range(seeds), cache)] + [("held-out", v) for v in _videos(HELD_OUT, cache, True)]
+    for corpus_name, (seed, path, script, fps) in videos:
         path = str(path)
-        truth = standard_script(seed).boundaries(FPS)
+        truth = script.boundaries(fps)
+        held_out = corpus_name == "held-out"
         fixed = statistics.median(_fixed_decode_cpu(path) for _ in range(3))
         found: dict[str, tuple[list[float], float | None]] = {}
         for name, drop in (("thumbnails/every frame", False), ("thumbnails/decoded anyway", True)):
             times, thumbs, cpu = _thumbnails(path, drop)
             cuts = cuts_from_thumbnails(times, thumbs)
             found[name] = (sorted(cuts + dissolves_from_thumbnails(times, thumbs, cuts)), cpu)
-        times, vecs = _vectors(path, encoder)
-        found["sampled vectors"] = (cuts_from_vectors(times, vecs), 0.0)
-        found["encoder keyframes"] = (_keyframe_cuts(path), 0.0)
+        if not held_out:
+            times, vecs = _vectors(path, encoder)
+            found["sampled vectors"] = (cuts_from_vectors(times, vecs), 0.0)
+            found["encoder keyframes"] = (_keyframe_cuts(path), 0.0)
         if python:
-            sd = _scenedetect(path, python)
+            sd = _scenedetect(path, python, fps)
             peer_ok = sd is not None
             for name, r in (sd or {}).items():
                 found[f"PySceneDetect {name}"] = (r["cuts"], r["cpu_s"])
         for name, (cuts, cpu) in found.items():
             score = score_boundaries(cuts, truth, TOLERANCE_S)
-            row = {"seed": seed, "detector": name, "found": cuts, **score, "hard_cut_f1": hard_cut_f1(cuts, truth),
+            row = {"corpus": corpus_name, "seed": seed, "detector": name, "found": cuts, **score, "hard_cut_f1": hard_cut_f1(cuts, truth),
                    "decode_cpu_s": cpu, "fixed_decode_cpu_s": fixed,
                    "extra_decode_cpu_vs_fixed": None if cpu is None else cpu / fixed}
             rows.append(row)
-            log(f"seed {seed} {name:28s} P {score['precision']:.2f} R {score['recall']:.2f} F1 {score['f1']:.2f} "
+            log(f"{corpus_name} seed {seed} {name:28s} P {score['precision']:.2f} R {score['recall']:.2f} F1 {score['f1']:.2f} "
                 f"hard-cut F1 {row['hard_cut_f1']:.2f} dissolves {score['recall_by_kind'].get('dissolve', 0):.2f} "
                 f"decode CPU {cpu:.2f}s ({cpu / fixed:.2f}x fixed)")
-    summary = {}
-    for name in dict.fromkeys(r["detector"] for r in rows):
-        rs = [r for r in rows if r["detector"] == name]
-        summary[name] = {k: statistics.mean(r[k] for r in rs) for k in ("precision", "recall", "f1", "hard_cut_f1", "extra_decode_cpu_vs_fixed")}
-        summary[name]["dissolve_recall"] = statistics.mean(r["recall_by_kind"].get("dissolve", 0.0) for r in rs)
+    summary: dict = {}
+    for corpus_name in ("standard", "held-out"):
+        part = {}
+        for name in dict.fromkeys(r["detector"] for r in rows if r["corpus"] == corpus_name):
+            rs = [r for r in rows if r["detector"] == name and r["corpus"] == corpus_name]
+            part[name] = {k: statistics.mean(r[k] for r in rs) for k in ("precision", "recall", "f1", "hard_cut_f1", "extra_decode_cpu_vs_fixed")}
+            part[name]["dissolve_recall"] = statistics.mean(r["recall_by_kind"].get("dissolve", 0.0) for r in rs)
+        summary[corpus_name] = part
     if python and not peer_ok:
         log(f"PySceneDetect did not run from {python}: install it there (pip install scenedetect opencv-python-headless)")
     return {"benchmark": "shots", "machine": corpus.machine_info(), "tolerance_s": TOLERANCE_S, "fps": FPS,
@@ -215,6 +231,7 @@ def run(seeds: int, python: str | None, cache: Path, log=print) -> dict:
 
 
 def table(summary: dict) -> str:
+    """One corpus's summary (detector -> means) as a markdown table."""
     lines = ["| detector | precision | recall | F1 | hard-cut F1 | dissolve recall | decode CPU vs fixed |", "|---|---|---|---|---|---|---|"]
     for name, s in summary.items():
         lines.append(f"| {name} | {s['precision']:.2f} | {s['recall']:.2f} | {s['f1']:.2f} | {s['hard_cut_f1']:.2f} | "
@@ -231,7 +248,8 @@ def add_arguments(ap) -> None:
 
 def cli(args) -> int:
     result = run(args.seeds, args.peer_python or sys.executable, Path(args.cache).expanduser())
-    print(table(result["summary"]))
+    for corpus_name, part in result["summary"].items():
+        print(f"{corpus_name}:\n{table(part)}")
     print(f"wrote {corpus.write_result(args.out, result)}")
     return 0
 

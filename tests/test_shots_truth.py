@@ -88,3 +88,13 @@ def test_a_script_refuses_what_cannot_be_drawn():
         ShotScript((Shot(2.0), Shot(0.5)), (Transition("dissolve", 1.0),))
     with pytest.raises(ValueError):
         ShotScript((Shot(2.0), Shot(2.0)), ())
+
+
+def test_random_scripts_are_drawable_and_the_same_for_a_seed():
+    from vidclip.samples.shots import random_script
+
+    a, b, c = random_script(10), random_script(10), random_script(11)
+    assert a == b and a != c
+    assert len(a.shots) == 9 and all(1.6 <= s.seconds <= 8.0 for s in a.shots)
+    kinds = {t.kind for seed in range(10, 16) for t in random_script(seed).transitions}
+    assert kinds == {"cut", "dissolve"}

@@ -159,6 +159,21 @@ def standard_script(seed: int = 0) -> ShotScript:
     return ShotScript(shots, (cut, cut, dis5, cut, cut, dis10, cut, cut, dis5))
 
 
+def random_script(seed: int, shots: int = 9) -> ShotScript:
+    """A held-out script: shot lengths 1.6-8 s, motions drawn (static 20%, pan 45%, fast 20%,
+    flash 15%), 70% hard cuts and 30% dissolves of 0.5, 0.75 or 1 s; redrawn until drawable."""
+    rng = np.random.default_rng(seed)
+    while True:
+        drawn = tuple(Shot(float(rng.uniform(1.6, 8.0)), str(rng.choice(MOTIONS, p=[0.2, 0.45, 0.2, 0.15])),
+                           seed * 50 + i) for i in range(shots))
+        trans = tuple(Transition() if rng.random() < 0.7 else Transition("dissolve", float(rng.choice([0.5, 0.75, 1.0])))
+                      for _ in range(shots - 1))
+        try:
+            return ShotScript(drawn, trans)
+        except ValueError:
+            continue
+
+
 def write_shot_video(path: str | os.PathLike, script: ShotScript, width: int = 320, height: int = 180,
                      fps: float = 25.0, codec: str = "h264", gop: int | None = None) -> Path:
     """Encode `script` (the encoder's own keyframe placement unless `gop` fixes it)."""
