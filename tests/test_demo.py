@@ -19,8 +19,8 @@ def test_demo_ingests_on_local_ray_and_searches_then_a_rerun_skips(tmp_path, cli
     folder = tmp_path / "demo"
     ray_tmp = tempfile.mkdtemp(prefix="vr", dir="/tmp")  # short: Ray's socket paths have a length limit
     env = dict(cli_env, RAY_TMPDIR=ray_tmp)
-    run = lambda: subprocess.run([sys.executable, "-m", "vidclip", "demo", str(folder), "--json"],  # noqa: E731
-                                 env=env, capture_output=True, text=True, timeout=1200)
+    run = lambda *extra: subprocess.run([sys.executable, "-m", "vidclip", "demo", str(folder), "--json", *extra],  # noqa: E731
+                                        env=env, capture_output=True, text=True, timeout=1200)
 
     def ray_sessions() -> int:
         root = os.path.join(ray_tmp, "ray")
@@ -53,3 +53,28 @@ def _demo_twice(run, folder, ray_sessions):
     assert again["ingest"]["skipped"] == len(videos) and again["ingest"]["ok"] == 0
     assert again["searches"] == out["searches"]  # the same store answers the same
     assert ray_sessions() == 1  # every file known unchanged: nothing to hash or decode, no Ray started
+
+    # --clips shots: a store of its own, whose clips start where the sample videos change scene
+    shots = run("--clips", "shots")
+    assert shots.returncode == 0, shots.stderr[-3000:]
+    result = json.loads(shots.stdout.strip().splitlines()[-1])
+    assert result["ingest"]["ok"] == len(videos)
+    import vidclip
+
+    from vidclip.samples.synth import SAMPLE_LIBRARY
+
+    store = vidclip.open(folder / "db-shots", create=False).store
+    assert store.meta["sampling"]["clips"] == "shots"
+    ids = {r["uri"].rsplit("/", 1)[-1]: r["video_id"] for r in store.table("videos").to_arrow().to_pylist()}
+    clips = store.table("clips").to_arrow().to_pylist()
+    changes = 0
+    for sample in SAMPLE_LIBRARY:
+        if sample.name not in ids:
+            continue
+        starts = [c["start_s"] for c in clips if c["video_id"] == ids[sample.name]]
+        t = 0.0
+        for _, seconds in sample.scenes[:-1]:
+            t += seconds
+            changes += 1
+            assert min(abs(s - t) for s in starts) <= 1 / 8 + 1e-6, (sample.name, t, starts)  # a clip starts at the cut
+    assert changes >= 2

@@ -21,12 +21,12 @@ log = logging.getLogger("vidclip")
 QUERIES = ("a red ball", "ocean waves", "a city at night")
 
 
-def run_demo(folder: str, as_json: bool = False) -> int:
+def run_demo(folder: str, as_json: bool = False, clips: str = "fixed") -> int:
     import vidclip
     from vidclip.samples.synth import write_sample_library
 
     videos_dir = os.path.join(folder, "videos")
-    db_dir = os.path.join(folder, "db")
+    db_dir = os.path.join(folder, "db" if clips == "fixed" else f"db-{clips}")  # a store keeps its clip mode
     log.info("demo folder: %s (sample videos in videos/, the store in db/)", os.path.abspath(folder))
     if not os.path.isdir(videos_dir) or not os.listdir(videos_dir):
         os.makedirs(videos_dir, exist_ok=True)
@@ -37,7 +37,8 @@ def run_demo(folder: str, as_json: bool = False) -> int:
     if "model_source" not in lib.store.meta:
         lib = _open_with_fallback(db_dir)
     # Short clips, so the two-scene sample videos show moments inside them.
-    sampling = None if "sampling" in lib.store.meta else SamplingConfig(fps=2.0, clip_seconds=3.0)
+    # --clips shots cuts them at their scene change instead.
+    sampling = None if "sampling" in lib.store.meta else SamplingConfig(fps=2.0, clip_seconds=3.0, clips=clips)
     from pipelines.options import JobOptions
 
     # The embedded default: a local Ray (loopback only, started for the job) and a LanceDB folder.
@@ -80,11 +81,13 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("demo", help="generate sample videos, ingest them and search them")
     p.add_argument("dir", nargs="?", default="vidclip-demo", metavar="DIR",
                    help="the folder for the videos and the store (default ./vidclip-demo, named when it starts)")
+    p.add_argument("--clips", choices=["fixed", "shots"], default="fixed",
+                   help="fixed 3 s clips (default), or one clip per shot (a store of its own: DIR/db-shots)")
     p.add_argument("--json", action="store_true", help="print the searches' hits as JSON")
 
 
 def cmd_demo(args) -> int:
-    return run_demo(args.dir, as_json=args.json)
+    return run_demo(args.dir, as_json=args.json, clips=args.clips)
 
 
 COMMANDS = {"demo": cmd_demo}
