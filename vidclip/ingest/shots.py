@@ -44,8 +44,10 @@ def cuts_from_thumbnails(times: np.ndarray, thumbs: np.ndarray, ratio: float = A
     for i in range(1, len(d)):
         if d[i] < min_difference:
             continue
-        near = (np.abs(times - times[i]) <= NEIGHBOURS_S) & (np.arange(len(d)) != i) & (np.arange(len(d)) > 0)
-        around = float(d[near].mean()) if near.any() else 0.0
+        lo, hi = _window(times, times[i] - NEIGHBOURS_S, times[i] + NEIGHBOURS_S)
+        lo = max(lo, 1)  # d[0] is no difference
+        n = hi - lo - 1  # the neighbours, frame i left out
+        around = float((d[lo:hi].sum() - d[i]) / n) if n > 0 else 0.0
         if d[i] < ratio * max(around, 1e-3):
             continue
         if _undone(times, x, i, d[i]):
@@ -60,11 +62,18 @@ def _undone(times: np.ndarray, x: np.ndarray, i: int, jump: float) -> bool:
     """The jump into frame i is half of a flash: a frame shortly after looks like the one before
     the jump (going into the flash), or a frame shortly before the previous one looks like frame i
     (coming out of it)."""
-    after = np.flatnonzero((times > times[i]) & (times <= times[i] + FLASH_S))
+    _, hi = _window(times, times[i], times[i] + FLASH_S)
+    after = range(i + 1, hi)
     if len(after) and min(float(np.abs(x[j] - x[i - 1]).mean()) for j in after) < 0.5 * jump:
         return True
-    before = np.flatnonzero((times >= times[i] - FLASH_S) & (np.arange(len(times)) < i - 1))
+    lo, _ = _window(times, times[i] - FLASH_S, times[i])
+    before = range(lo, i - 1)
     return bool(len(before)) and min(float(np.abs(x[j] - x[i]).mean()) for j in before) < 0.5 * jump
+
+
+def _window(times: np.ndarray, start: float, end: float) -> tuple[int, int]:
+    """[lo, hi) of the sorted `times` within [start, end]: windows cost their size, not N."""
+    return int(np.searchsorted(times, start - 1e-9, "left")), int(np.searchsorted(times, end + 1e-9, "right"))
 
 
 DISSOLVE_HALF_S = 0.5  # a dissolve is seen between the pictures this long before and after a frame
@@ -83,26 +92,32 @@ def dissolves_from_thumbnails(times: np.ndarray, thumbs: np.ndarray, cuts: list[
     x = thumbs.astype(np.float32)
 
     def picture(t: float) -> np.ndarray | None:
-        near = np.flatnonzero(np.abs(times - t) <= 0.1)
-        return np.median(x[near], axis=0) if len(near) else None
+        lo, hi = _window(times, t - 0.1, t + 0.1)
+        return np.median(x[lo:hi], axis=0) if hi > lo else None
 
     score = np.zeros(len(times), np.float32)
     wide = np.zeros(len(times), np.float32)
+    cut_times = np.asarray(sorted(cuts), np.float64)
     for i, t in enumerate(times):
         a, b, c = picture(t - DISSOLVE_HALF_S), picture(t + DISSOLVE_HALF_S), picture(t)
         if a is None or b is None or c is None:
             continue
         wide[i] = float(np.abs(a - b).mean())
-        if wide[i] >= min_difference and not any(abs(t - cut) < 2 * DISSOLVE_HALF_S for cut in cuts):
+        k = int(np.searchsorted(cut_times, t))
+        near_cut = any(abs(t - cut_times[j]) < 2 * DISSOLVE_HALF_S for j in (k - 1, k) if 0 <= j < len(cut_times))
+        if wide[i] >= min_difference and not near_cut:
             score[i] = wide[i] / max(float(np.abs(c - (a + b) / 2).mean()), 1e-3)
     found: list[float] = []
     for i in np.flatnonzero(score >= blend):
-        gap = np.abs(times - times[i])
-        if score[i] < score[gap <= DISSOLVE_HALF_S].max() or (found and times[i] - found[-1] < MIN_SHOT_S):
+        t = times[i]
+        lo, hi = _window(times, t - DISSOLVE_HALF_S, t + DISSOLVE_HALF_S)
+        if score[i] < score[lo:hi].max() or (found and t - found[-1] < MIN_SHOT_S):
             continue
         # a steady pan over smooth content also looks like a blend; a dissolve stands out of its surroundings
-        ring = (gap > 2 * DISSOLVE_HALF_S) & (gap <= 4 * DISSOLVE_HALF_S)
-        if ring.any() and wide[i] < DISSOLVE_STANDOUT * float(np.median(wide[ring])):
+        a0, a1 = _window(times, t - 4 * DISSOLVE_HALF_S, t - 2 * DISSOLVE_HALF_S - 1e-6)
+        b0, b1 = _window(times, t + 2 * DISSOLVE_HALF_S + 1e-6, t + 4 * DISSOLVE_HALF_S)
+        ring = np.concatenate([wide[a0:a1], wide[b0:b1]])
+        if len(ring) and wide[i] < DISSOLVE_STANDOUT * float(np.median(ring)):
             continue
         found.append(float(times[i]))
     return found
