@@ -240,6 +240,24 @@ def _new_clips(t: np.ndarray, vecs: np.ndarray, duration_s: float | None, sampli
     return rows, [np.flatnonzero(owner == c) for c in used]
 
 
+def _kept_clips(t: np.ndarray, stored: list[dict], duration_s: float | None, sampling: SamplingConfig, report):
+    """(rows, members) for a video keeping its clips: ingest's own frame assignment when it can be
+    replayed, else by time (counted in the report)."""
+    max_frames = sampling.max_frames
+    rows = sorted(stored, key=lambda r: (r["start_s"], r["clip_id"]))
+    bounds = np.array([[r["start_s"], r["end_s"]] for r in rows], dtype=np.float64)  # (C, 2)
+    members = None
+    if duration_s is not None:
+        members = replay_members(t, float(duration_s), sampling, [r["clip_id"] for r in rows], bounds)
+    if members is None:
+        members = clip_members(t, bounds)
+        report.by_time += 1
+        for row, pos in zip(rows, members):
+            if len(pos) != row["n_frames"] and (row["n_frames"] < max_frames or len(pos) < max_frames):
+                report.boundary_mismatches += 1
+    return rows, members
+
+
 def _aggregate_chunk(store, chunk, old, module, aggregate, name, sampling, video_cap, report, switch=False):
     """New clip and video rows for a group of videos."""
     max_frames = sampling.max_frames
@@ -257,29 +275,8 @@ def _aggregate_chunk(store, chunk, old, module, aggregate, name, sampling, video
         t, vecs = frames[vid]
         if switch:
             rows, members = _new_clips(t, vecs, durations.get(vid), sampling)
-            for row, pos in zip(rows, members):
-                chosen = pos[select_for_clip(len(pos), max_frames)]
-                clip_groups.append(chosen + offset)
-                clip_meta.append((vid, row["clip_id"], row["start_s"], row["end_s"], len(chosen)))
-            whole = np.arange(len(t)) if video_cap is None else select_for_clip(len(t), video_cap)
-            video_groups.append(whole + offset)
-            vrow = (video_rows.get(vid) or [{"start_s": 0.0, "end_s": float(t[-1])}])[0]
-            video_meta.append((vid, -1, vrow["start_s"], vrow["end_s"], len(whole)))
-            vectors.append(vecs)
-            offset += len(t)
-            report.frames += len(t)
-            continue
-        rows = sorted(clip_rows[vid], key=lambda r: (r["start_s"], r["clip_id"]))
-        bounds = np.array([[r["start_s"], r["end_s"]] for r in rows], dtype=np.float64)  # (C, 2)
-        members = None
-        if durations.get(vid) is not None:
-            members = replay_members(t, float(durations[vid]), sampling, [r["clip_id"] for r in rows], bounds)
-        if members is None:
-            members = clip_members(t, bounds)
-            report.by_time += 1
-            for row, pos in zip(rows, members):
-                if len(pos) != row["n_frames"] and (row["n_frames"] < max_frames or len(pos) < max_frames):
-                    report.boundary_mismatches += 1
+        else:
+            rows, members = _kept_clips(t, clip_rows[vid], durations.get(vid), sampling, report)
         for row, pos in zip(rows, members):
             chosen = pos[select_for_clip(len(pos), max_frames)]
             clip_groups.append(chosen + offset)
