@@ -176,3 +176,33 @@ def test_ray_stall_names_what_it_waits_for(tmp_path, videos, monkeypatch):
     with pytest.raises(StallError, match=r"waiting for results for \d+ video\(s\) from the Ray pipeline"):
         lib.ingest([videos], SAMPLING, decode=STUCK, progress=False, stall_s=30.0,
                    ray=JobOptions(decode_workers=1, batch_size=8), commit=CommitPolicy(max_videos=1))
+
+
+def test_a_lost_ctrl_c_stops_the_job_at_its_next_progress(tmp_path, videos):
+    """The command line's Ctrl-C whose KeyboardInterrupt a library swallowed (a loaded run saw one
+    land while torch was imported, and the ingest went on to its end): the stop it recorded makes
+    the job's next progress tick raise it again, the runner stops there, and a rerun completes."""
+    from vidclip.ingest import watchdog
+
+    lib = vidclip.open(tmp_path / "db", model=TINY)
+    watchdog.request_stop()  # what vidclip.cli.interrupt records with every SIGINT
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            lib.ingest([videos], SAMPLING, progress=False)
+    finally:
+        watchdog.clear_stop()
+    report = lib.ingest([videos], SAMPLING, progress=False)
+    assert report.ok == 4 and report.skipped == 0 and report.failed == 0  # the stopped run committed nothing
+
+
+def test_the_command_line_records_a_stop_with_every_sigint_and_clears_it():
+    import signal
+
+    from vidclip.cli import interrupt
+    from vidclip.ingest import watchdog
+
+    with interrupt.handling():
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        assert interrupt.requested() and watchdog._stop.is_set()
+    assert not watchdog._stop.is_set()  # the next command (or a library user) starts clean

@@ -11,7 +11,8 @@ Two CPython behaviours make a plain `except KeyboardInterrupt: return 130` unrel
   on where the signal happened to land.
 
 So the handler installed here remembers every SIGINT, KeyboardInterrupts that Python could only
-"ignore" are dropped silently (they are remembered already), and an interrupted command always ends
+"ignore" are dropped silently (they are remembered already), a job whose KeyboardInterrupt was lost
+stops at its next progress tick (vidclip.ingest.watchdog.request_stop), and an interrupted command always ends
 the way the shell convention asks of a program that handled SIGINT: it kills itself with SIGINT
 after cleaning up, so `$?` is 130 and a calling script stops too."""
 
@@ -23,6 +24,8 @@ import signal
 import sys
 import threading
 
+from vidclip.ingest import watchdog
+
 EXIT_INTERRUPTED = 130
 
 _requested = threading.Event()
@@ -33,6 +36,7 @@ def handling():
     """SIGINT handled as described above while the command runs (main thread only; where SIGINT is
     ignored, as in a job started with `nohup` or `&`, it stays ignored)."""
     _requested.clear()
+    watchdog.clear_stop()
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -41,7 +45,8 @@ def handling():
 
     def hook(unraisable) -> None:
         if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            _requested.set()  # Python could not raise it where it landed: the command checks later
+            _requested.set()  # Python could not raise it where it landed: the command checks later,
+            watchdog.request_stop()  # and a running job stops at its next progress tick
             return
         previous_hook(unraisable)
 
@@ -52,12 +57,16 @@ def handling():
         yield
     finally:
         sys.unraisablehook = previous_hook
+        watchdog.clear_stop()
         if handler is signal.default_int_handler:
             signal.signal(signal.SIGINT, handler)
 
 
 def _on_sigint(signum, frame) -> None:
     _requested.set()
+    # Should a library swallow the KeyboardInterrupt (one landing while torch was imported did,
+    # and an ingest then ran to its end), a running job still stops at its next progress tick.
+    watchdog.request_stop()
     raise KeyboardInterrupt
 
 

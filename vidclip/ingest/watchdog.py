@@ -27,6 +27,19 @@ ASK_S = 10.0
 # the interrupt is sent again this often (a wait that swallowed one does not swallow them all).
 REPEAT_S = 30.0
 
+# A stop asked for from outside the job: the command line's Ctrl-C, whose KeyboardInterrupt a
+# library may swallow while it is being raised (vidclip/cli/interrupt.py).  The job's next progress
+# tick raises it again, in its own loop, where the runner handles an interrupt.
+_stop = threading.Event()
+
+
+def request_stop() -> None:
+    _stop.set()
+
+
+def clear_stop() -> None:
+    _stop.clear()
+
 
 def _ask(question: Callable[[], object], timeout_s: float):
     """question()'s answer, or a string saying why there is none (it failed or did not answer in time)."""
@@ -70,6 +83,8 @@ class StallWatchdog:
         self._last = time.monotonic()
         if started:
             self._ticked = True
+        if _stop.is_set() and threading.current_thread() is threading.main_thread():
+            raise KeyboardInterrupt  # a Ctrl-C that was lost on its way: the job stops here
 
     def _watch(self) -> None:
         while not self._done.wait(min(5.0, self.stall_s / 4)):
