@@ -26,7 +26,6 @@ costs against decoding the 1 frame/s plan alone (seek + drop, what `--clips fixe
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -181,7 +180,7 @@ def run(seeds: int, python: str | None, cache: Path, log=print) -> dict:
     from vidclip.container import allow_frame_threads
     from vidclip.ingest.shots import cuts_from_thumbnails, cuts_from_vectors, dissolves_from_thumbnails
     from vidclip.model.encoder import Encoder
-    from vidclip.samples.shots import score_boundaries, standard_script
+    from vidclip.samples.shots import score_boundaries
 
     allow_frame_threads()
     encoder = Encoder.load(ModelConfig(pretrained="none", device="cpu"))
