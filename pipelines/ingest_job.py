@@ -70,7 +70,8 @@ def run_on_ray(
     # RAY_START_S for that, even under a short stall timeout, unless the cluster loses a node
     # meanwhile (then nothing is starting: the stall timeout applies).
     watchdog = StallWatchdog(stall_s, lambda: waiting["for"](), committed, first_s=RAY_START_S, starting=starting)
-    with watchdog, contextlib.ExitStack() as stack:
+    # The Ray session (entered in `stack`) ends after the watchdog has stopped asking Ray questions.
+    with contextlib.ExitStack() as stack, watchdog:
         session: dict = {}
 
         def cluster():
@@ -141,9 +142,11 @@ def _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sa
         waiting["for"] = lambda: _waiting_for(
             ray, f"results for {len(work) - len(assembler.finished)} video(s) from the Ray pipeline",
             "decode tasks", f"; {decode_workers} decode worker(s) wanted")
-        for batch in _watched(ds.iter_batches(batch_size=None, batch_format="numpy"), watchdog):
-            watchdog.tick()
-            assembler.take(batch)
+        batches = _watched(ds.iter_batches(batch_size=None, batch_format="numpy"), watchdog, lambda: _stop_execution(ds))
+        with contextlib.closing(batches):
+            for batch in batches:
+                watchdog.tick()
+                assembler.take(batch)
         for item in assembler.unanswered():
             committer.failed(item, "no result from the Ray pipeline (worker lost)")
 
@@ -151,10 +154,38 @@ def _run_pipeline(ray, work, model, dim, geometry, aggregator, temporal_name, sa
 _END = object()
 
 
-def _watched(batches, watchdog: StallWatchdog):
+# How long a job that leaves Ray Data's iterator early (a stall, Ctrl-C, an error) waits for Ray Data's
+# threads to stop before Ray is shut down.
+STOP_S = 30.0
+
+
+def _stop_execution(ds) -> None:
+    """Stop Ray Data's execution of `ds` from this thread, and wait for its scheduling thread to end.
+
+    Ray Data runs a dataset on threads of its own (the scheduler, block prefetchers) that call into
+    Ray until the execution is shut down; it shuts it down itself only when its iterator is used up
+    or raises in the thread that iterates.  Left running when a job stops early, those threads call
+    into Ray after ray.shutdown(), and Ray's core then ends the whole process with status 1 ("The
+    core worker has already been shutdown ... The process will exit"): a loaded test run lost its
+    pytest process that way after a stalled Ray job.  The executor of this dataset's current run is
+    found among the live threads (it is one, named after the dataset id; Ray Data keeps a handle on
+    it only once the first block is out, and a stall may come before that)."""
+    from ray.data._internal.execution.streaming_executor import StreamingExecutor
+
+    wanted = ds.get_dataset_id()
+    for thread in threading.enumerate():
+        if isinstance(thread, StreamingExecutor) and getattr(thread, "_dataset_id", None) == wanted:
+            thread.shutdown(force=True)
+            thread.join(STOP_S)
+
+
+def _watched(batches, watchdog: StallWatchdog, stop_execution=lambda: None):
     """Ray Data's batches, pulled on a thread of their own, so this (main) thread waits with a
     timeout and sees the watchdog's verdict itself.  A driver joined to a cluster that lost a node
-    was seen to stay in Ray Data's iterator through every SIGINT the watchdog sent."""
+    was seen to stay in Ray Data's iterator through every SIGINT the watchdog sent.
+
+    Closed early, it stops the execution (`stop_execution`) and waits for the pulling thread to end,
+    so nothing of Ray Data's still calls into Ray when the session shuts Ray down."""
     box: queue_mod.Queue = queue_mod.Queue(maxsize=2)  # a little read-ahead; Ray Data backpressures the rest
     stop = threading.Event()
 
@@ -177,7 +208,8 @@ def _watched(batches, watchdog: StallWatchdog):
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
             offer(exc)
 
-    threading.Thread(target=pump, name="vidclip-ray-batches", daemon=True).start()
+    puller = threading.Thread(target=pump, name="vidclip-ray-batches", daemon=True)
+    puller.start()
     try:
         while True:
             try:
@@ -193,6 +225,13 @@ def _watched(batches, watchdog: StallWatchdog):
             yield item
     finally:
         stop.set()
+        if watchdog.message is not None:
+            watchdog.acknowledge()  # stopping on its verdict: its next interrupt would cut this clean-up short
+        if puller.is_alive():
+            stop_execution()
+            puller.join(STOP_S)
+            if puller.is_alive():
+                log.warning("Ray Data's iterator did not stop within %.0fs; shutting Ray down anyway", STOP_S)
 
 
 def _waiting_for(ray, what: str, tasks: str, wanted: str = "") -> str:

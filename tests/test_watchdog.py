@@ -165,6 +165,7 @@ def test_in_process_stall_is_one_error_and_the_rerun_resumes(tmp_path, videos):
 @pytest.mark.slow
 def test_ray_stall_names_what_it_waits_for(tmp_path, videos, monkeypatch):
     import os
+    import threading
 
     from pipelines.options import JobOptions
 
@@ -173,9 +174,18 @@ def test_ray_stall_names_what_it_waits_for(tmp_path, videos, monkeypatch):
 
     _with_hang(videos)
     lib = vidclip.open(tmp_path / "db", model=TINY)
+    before = set(threading.enumerate())  # (other tests leave watchdog questions that never return)
     with pytest.raises(StallError, match=r"waiting for results for \d+ video\(s\) from the Ray pipeline"):
         lib.ingest([videos], SAMPLING, decode=STUCK, progress=False, stall_s=30.0,
                    ray=JobOptions(decode_workers=1, batch_size=8), commit=CommitPolicy(max_videos=1))
+    # Nothing that calls into Ray outlives the job's Ray session: a Ray Data thread (or a watchdog
+    # question) that did ended a loaded test run's whole pytest process (Ray's core exits the
+    # process when it is called after ray.shutdown()).
+    left = [t.name for t in set(threading.enumerate()) - before
+            if t.is_alive() and (type(t).__module__.startswith("ray.data")
+                                 or t.name in ("vidclip-ray-batches", "vidclip-watchdog-ask", "vidclip-watchdog",
+                                               "Prefetcher", "iter_threaded", "ray-data-metadata-prefetch"))]
+    assert left == []
 
 
 def test_a_lost_ctrl_c_stops_the_job_at_its_next_progress(tmp_path, videos):

@@ -41,8 +41,9 @@ def clear_stop() -> None:
     _stop.clear()
 
 
-def _ask(question: Callable[[], object], timeout_s: float):
-    """question()'s answer, or a string saying why there is none (it failed or did not answer in time)."""
+def _ask(question: Callable[[], object], timeout_s: float, asked: list | None = None):
+    """question()'s answer, or a string saying why there is none (it failed or did not answer in time).
+    The thread that asks is appended to `asked` (its owner waits for it before the cluster goes)."""
     box: list = []
 
     def run() -> None:
@@ -53,6 +54,8 @@ def _ask(question: Callable[[], object], timeout_s: float):
 
     t = threading.Thread(target=run, name="vidclip-watchdog-ask", daemon=True)
     t.start()
+    if asked is not None:
+        asked.append(t)
     t.join(timeout_s)
     return box[0] if box else f"unknown (no answer within {timeout_s:.0f}s)"
 
@@ -75,6 +78,7 @@ class StallWatchdog:
         self._lock = threading.Lock()  # no interrupt once the job has left the watched block
         self.message: str | None = None
         self.interrupts = 0  # SIGINTs sent to the main thread
+        self._asked: list[threading.Thread] = []  # questions asked (they may call into Ray)
         self._thread = threading.Thread(target=self._watch, name="vidclip-watchdog", daemon=True)
 
     def tick(self, started: bool = True) -> None:
@@ -91,7 +95,7 @@ class StallWatchdog:
             idle = time.monotonic() - self._last
             if idle < self.stall_s or (idle < self._allowance() and self._still_starting()):
                 continue
-            waiting = _ask(self._diagnose, ASK_S)
+            waiting = _ask(self._diagnose, ASK_S, self._asked)
             message = (
                 f"no progress for {idle:.0f}s, waiting for {waiting}; {self._committed()} "
                 "committed and kept; rerun the same command to resume"
@@ -118,8 +122,14 @@ class StallWatchdog:
     def _still_starting(self) -> bool:
         if self._starting is None:
             return True
-        answer = _ask(self._starting, ASK_S)
+        answer = _ask(self._starting, ASK_S, self._asked)
         return answer is True  # False, an error or no answer (a cluster that cannot answer): not starting
+
+    def acknowledge(self) -> None:
+        """The job has seen the verdict and is stopping: no more interrupts (one landing in its
+        clean-up would cut the clean-up short)."""
+        with self._lock:
+            self._done.set()
 
     def raise_if_stalled(self) -> None:
         """Call from the `except KeyboardInterrupt` of the runner's main loop."""
@@ -147,6 +157,11 @@ class StallWatchdog:
     def __exit__(self, exc_type, exc, tb) -> None:
         with self._lock:
             self._done.set()
+        # A question still being asked may be inside Ray: the cluster must outlive it (Ray's core
+        # ends the process when it is called after ray.shutdown()), so the job waits for it here.
+        self._thread.join(ASK_S)
+        for asking in self._asked:
+            asking.join(ASK_S)
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
         if exc_type is KeyboardInterrupt:
