@@ -177,6 +177,38 @@ def test_checkpoint_files_really_load(checkpoints, frames):
         assert enc[k].identity.pretrained == str(p) and enc[k].identity.dim == 64
 
 
+def test_a_checkpoint_build_skips_random_init_and_loads_to_the_same_model(checkpoints, frames):
+    """A model built for a checkpoint draws no random numbers (they cost ~2 CPU-s for ViT-B-32 and
+    the checkpoint replaces them), and ends up exactly the model built randomly and then loaded:
+    same parameters, same buffers (the text attention mask is not in the checkpoint), same vectors."""
+    from vidclip.model import encoder as encoder_module
+
+    class CountRandomFills(torch.overrides.TorchFunctionMode):
+        n = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func in encoder_module._NoRandomInit.SKIPPED:
+                CountRandomFills.n += 1
+            return func(*args, **(kwargs or {}))
+
+    cfg = tiny_cfg(str(checkpoints["s1"]))
+    encoder_module._register_config(cfg)
+    with CountRandomFills():
+        encoder_module._create_model(cfg, {}, random=True)
+    drawn = CountRandomFills.n
+    with CountRandomFills():
+        bare = encoder_module._create_model(cfg, {}, random=False)
+    assert drawn > 0 and CountRandomFills.n == drawn  # the checkpoint build drew none
+    weights.load_weights(bare, checkpoints["s1"])
+    full = encoder_module._create_model(tiny_cfg(seed=1), {}, random=True)
+    theirs, ours = dict(full.named_buffers()), dict(bare.named_buffers())
+    assert theirs.keys() == ours.keys() and all(torch.equal(theirs[k], ours[k]) for k in theirs)
+    assert all(torch.equal(v, bare.state_dict()[k]) for k, v in full.state_dict().items())
+    loaded = Encoder.load(cfg)
+    assert torch.equal(loaded.encode_frames(frames), Encoder.load(tiny_cfg(seed=1)).encode_frames(frames))
+    assert torch.equal(loaded.encode_text(["a dog", "a red car"]), Encoder.load(tiny_cfg(seed=1)).encode_text(["a dog", "a red car"]))
+
+
 def test_architecture_mismatch_is_one_line_model_error(checkpoints, tmp_path):
     from safetensors.torch import load_file, save_file
 

@@ -52,7 +52,7 @@ def import_clip4clip(ckpt: str, out_dir: str, model: str | None = None, model_co
     out.mkdir(parents=True, exist_ok=True)
     clip_path = out / "clip.safetensors"
     _save_tensors(clip_state, clip_path)
-    clip_model = encoder._create_model(cfg, {})
+    clip_model = encoder._create_model(cfg, {}, random=False)  # loaded next
     try:
         weights.load_weights(clip_model, clip_path)  # the written file loads strictly, as ingest will load it
     except ModelError:

@@ -248,11 +248,34 @@ def _check_model_name(name: str) -> None:
                          f"or pass a model config JSON)")
 
 
-def _create_model(cfg: ModelConfig, preprocess_overrides: dict) -> torch.nn.Module:
-    """open_clip.create_model with random weights, seeded on CPU so "none" is reproducible."""
+class _NoRandomInit(torch.overrides.TorchFunctionMode):
+    """While a model is built for a checkpoint to overwrite, its random initialisers do nothing.
+
+    Building ViT-B-32 spends about 2 CPU-s drawing random numbers (each Linear's own init, then
+    open_clip's) that the checkpoint then replaces; every process that loads weights (an ingest, each
+    Ray encoder actor, a search) paid that.  The in-place random fills torch.nn.init and open_clip
+    call are skipped; everything else (shapes, non-persistent buffers such as the text attention
+    mask, fills with constants) runs as usual, and `weights.load_weights` then overwrites every
+    parameter and persistent buffer (it refuses a checkpoint that misses any).  A torch function
+    mode is thread-local: a model built on another thread meanwhile is initialised as usual."""
+
+    SKIPPED = frozenset({torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.random_,
+                         torch.Tensor.bernoulli_, torch.Tensor.exponential_, torch.Tensor.log_normal_,
+                         torch.Tensor.cauchy_, torch.Tensor.geometric_})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.SKIPPED:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+def _create_model(cfg: ModelConfig, preprocess_overrides: dict, random: bool = True) -> torch.nn.Module:
+    """open_clip.create_model: with random weights seeded on CPU so "none" is reproducible, or
+    (random=False) with weights left unset, for a checkpoint that the caller loads next."""
     import open_clip
 
-    with torch.random.fork_rng(devices=[]), _drop_root_log("No pretrained weights loaded"):
+    init = nullcontext() if random else _NoRandomInit()
+    with torch.random.fork_rng(devices=[]), _drop_root_log("No pretrained weights loaded"), init:
         torch.manual_seed(cfg.seed)
         try:
             return open_clip.create_model(
@@ -345,7 +368,7 @@ class Encoder:
         device = _pick_device(cfg.device)
         _check_model_name(cfg.name)
         source = weights.resolve(cfg)
-        model = _create_model(cfg, source.preprocess)
+        model = _create_model(cfg, source.preprocess, random=source.kind == "none")
         if source.kind == "none":
             log.warning("model %s has random weights (--pretrained none): search results will not be meaningful",
                         cfg.name)
