@@ -27,6 +27,19 @@ LIBRARY_SPECS = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """vidclip's own cache (checkpoint digests) in a folder of this run, not the user's ~/.cache
+    (subprocesses the tests start inherit it)."""
+    saved = os.environ.get("VIDCLIP_CACHE")
+    os.environ["VIDCLIP_CACHE"] = str(tmp_path_factory.mktemp("vidclip-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("VIDCLIP_CACHE", None)
+    else:
+        os.environ["VIDCLIP_CACHE"] = saved
+
+
 @pytest.fixture(scope="session")
 def video_dir(tmp_path_factory) -> Path:
     """A small library: H.264 and VP9, three resolutions, one rotated, one in a subfolder."""

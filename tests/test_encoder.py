@@ -209,6 +209,36 @@ def test_a_checkpoint_build_skips_random_init_and_loads_to_the_same_model(checkp
     assert torch.equal(loaded.encode_text(["a dog", "a red car"]), Encoder.load(tiny_cfg(seed=1)).encode_text(["a dog", "a red car"]))
 
 
+def test_checkpoint_digest_is_kept_between_processes_and_redone_when_the_file_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIDCLIP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(weights, "_sha_memo", {})
+    kept = tmp_path / "cache" / "sha256"
+    f = tmp_path / "w.safetensors"
+    f.write_bytes(b"a" * 5000)
+    assert weights.file_sha256(f) == hashlib.sha256(b"a" * 5000).hexdigest()
+    assert not kept.exists()  # just written: its times cannot tell a rewrite within the same tick apart
+    monkeypatch.setattr(weights, "SETTLED_S", 0.0)
+    weights._sha_memo.clear()
+    time.sleep(0.05)
+    assert weights.file_sha256(f) == hashlib.sha256(b"a" * 5000).hexdigest()
+    [entry] = kept.iterdir()
+    # another process reads the kept digest instead of hashing the file (a planted one shows it)
+    weights._sha_memo.clear()
+    entry.write_text("0" * 64)
+    assert weights.file_sha256(f) == "0" * 64
+    # rewritten with the same size and its mtime put back: the ctime moved, so it is hashed again
+    st = f.stat()
+    time.sleep(0.05)
+    f.write_bytes(b"b" * 5000)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    weights._sha_memo.clear()
+    assert weights.file_sha256(f) == hashlib.sha256(b"b" * 5000).hexdigest()
+    # an unwritable cache is skipped
+    monkeypatch.setenv("VIDCLIP_CACHE", str(f))  # a file, not a folder
+    weights._sha_memo.clear()
+    assert weights.file_sha256(f) == hashlib.sha256(b"b" * 5000).hexdigest()
+
+
 def test_architecture_mismatch_is_one_line_model_error(checkpoints, tmp_path):
     from safetensors.torch import load_file, save_file
 
