@@ -3,6 +3,10 @@
     vidclip bench peer [--repeats 3] [--peer-python PY] [--source DIR] [--out benchmarks/peer.json]
     (or: python3 -m benchmarks.peer ...)
 
+`--weights checkpoint`: both tools load the same ViT-B-32 weights (seeded random, saved once as a
+safetensors file in the corpus cache) from a file, as users load pretrained weights, instead of
+building random ones.
+
 Corpus (benchmarks/corpus.py peer_set): 8 x 30 s 720p30 and 8 x 30 s 360p30 H.264 written with
 libx264's defaults (preset medium, keyframe interval 250 with scene cuts, 3 B-frames), natural
 texture under a slow pan with grain.  Model: ViT-B-32 with random weights on the CPU.  Frames out:
@@ -104,12 +108,29 @@ def measure(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> 
 
 
 # -- the tools ------------------------------------------------------------------------------------
-def _vidclip(paths: list[str], work: Path, source: str | None) -> dict:
+def random_checkpoint(cache: Path) -> Path:
+    """ViT-B-32 with seeded random weights saved as a checkpoint file (once, in the corpus cache):
+    `--weights checkpoint` gives it to both tools, as users give them pretrained weights."""
+    path = cache / f"{MODEL}-random-seed0.safetensors"
+    if not path.exists():
+        import open_clip
+        import torch
+        from safetensors.torch import save_file
+
+        torch.manual_seed(0)
+        model = open_clip.create_model(MODEL, pretrained=None)
+        tmp = path.with_suffix(".tmp")
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        tmp.replace(path)
+    return path
+
+
+def _vidclip(paths: list[str], work: Path, source: str | None, weights: str = "none") -> dict:
     db = tempfile.mkdtemp(dir=work)
     root = source or str(Path(__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=root, TQDM_DISABLE="1")
     cmd = [sys.executable, "-m", "vidclip", "ingest", *paths, "--db", db, "--runner", "local", "--fps", "1",
-           "--model", MODEL, "--pretrained", "none", "--json"]
+           "--model", MODEL, "--pretrained", weights, "--json"]
     res = measure(cmd, env=env, cwd=str(work))  # cwd: not a checkout, so PYTHONPATH decides which vidclip runs
     report = json.loads(res.pop("stdout").strip().splitlines()[-1])
     res["frames_out"] = report["frames"]
@@ -118,7 +139,7 @@ def _vidclip(paths: list[str], work: Path, source: str | None) -> dict:
     return res
 
 
-def _peer(paths: list[str], work: Path, python: str) -> dict:
+def _peer(paths: list[str], work: Path, python: str, weights: str = "None") -> dict:
     import numpy as np
 
     dest = Path(tempfile.mkdtemp(dir=work))
@@ -127,7 +148,7 @@ def _peer(paths: list[str], work: Path, python: str) -> dict:
     (dest / "out").mkdir()  # clip-video-encode writes into it but does not create it
     cmd = [python, "-c", "from clip_video_encode.cli import main; main()", str(listing), "--dest", str(dest / "out"),
            "--take_every_nth", str(EVERY_NTH), "--frame_workers", str(os.cpu_count() or 1),
-           "--oc_model_name", MODEL, "--pretrained", "None"]
+           "--oc_model_name", MODEL, "--pretrained", weights]
     res = measure(cmd, cwd=str(work))
     res.pop("stdout")
     res["frames_out"] = sum(int(np.load(p, mmap_mode="r").shape[0]) for p in (dest / "out").glob("*.npy"))
@@ -147,19 +168,22 @@ def _parts(paths: list[str]) -> dict:
     return {mode: _worker(mode, paths, prefetch=2) for mode in ("pipeline", "decode_only", "encode_only")}
 
 
-def run(repeats: int, python: str | None, source: str | None, cache: Path, log=print, n: int = 8) -> dict:
+def run(repeats: int, python: str | None, source: str | None, cache: Path, log=print, n: int = 8,
+        weights: str = "random") -> dict:
     videos = corpus.peer_set(n)
     paths = [str(p) for p in corpus.ensure(videos, cache, log)]
+    checkpoint = str(random_checkpoint(cache)) if weights == "checkpoint" else None
     halves = {res: [p for v, p in zip(videos, paths) if v.res == res] for res in ("720p", "360p")}
     peer = python if python and peer_importable(python) else None
     if peer is None:
         log(f"clip-video-encode is not importable from {python or sys.executable}; measuring vidclip alone. "
             f"To compare: {INSTALL_PEER}")
-    tools = {"vidclip": lambda ps, w: _vidclip(ps, w, None)}
+    ours, theirs = (checkpoint, checkpoint) if checkpoint else ("none", "None")
+    tools = {"vidclip": lambda ps, w: _vidclip(ps, w, None, ours)}
     if source:
-        tools["vidclip_before"] = lambda ps, w: _vidclip(ps, w, source)
+        tools["vidclip_before"] = lambda ps, w: _vidclip(ps, w, source, ours)
     if peer:
-        tools["clip-video-encode"] = lambda ps, w: _peer(ps, w, peer)
+        tools["clip-video-encode"] = lambda ps, w: _peer(ps, w, peer, theirs)
     runs: dict = {res: {t: [] for t in tools} for res in halves}
     parts: dict = {res: [] for res in halves}
     with tempfile.TemporaryDirectory() as tmp:
@@ -178,7 +202,7 @@ def run(repeats: int, python: str | None, source: str | None, cache: Path, log=p
                 log(f"{res} vidclip parts run {r + 1}: ingest {p['pipeline']['wall_s']:.1f}s, decode-only "
                     f"{p['decode_only']['wall_s']:.1f}s, encode-only {p['encode_only']['wall_s']:.1f}s")
     return {"benchmark": "peer", "machine": corpus.machine_info(), "repeats": repeats, "model": MODEL,
-            "peer_python": peer, "source_before": source, "corpus": [v.to_dict() for v in videos],
+            "peer_python": peer, "source_before": source, "weights": weights, "checkpoint": checkpoint, "corpus": [v.to_dict() for v in videos],
             "runs": runs, "parts": parts, "summary": summarize(runs, parts)}
 
 
@@ -235,6 +259,9 @@ def add_arguments(ap) -> None:
     ap.add_argument("--source", help="also run another checkout's vidclip (an earlier commit's worktree): before/after")
     ap.add_argument("--n", type=positive_int, default=8, help="videos per resolution")
     ap.add_argument("--cache", type=Path, default=corpus.DEFAULT_CACHE)
+    ap.add_argument("--weights", choices=("random", "checkpoint"), default="random",
+                    help="random: both tools build ViT-B-32 with random weights; checkpoint: both load the same "
+                         "random weights from a file, as users load pretrained weights")
     ap.add_argument("--out", default="benchmarks/peer.json")
     ap.add_argument("--parts", nargs="+", help=argparse.SUPPRESS)  # internal: _parts in a fresh process
 
@@ -243,7 +270,8 @@ def cli(args) -> int:
     if args.parts:
         print(json.dumps(_parts(args.parts), default=str))
         return 0
-    result = run(args.repeats, args.peer_python or sys.executable, args.source, Path(args.cache).expanduser(), n=args.n)
+    result = run(args.repeats, args.peer_python or sys.executable, args.source, Path(args.cache).expanduser(), n=args.n,
+                 weights=args.weights)
     print(table(result["summary"]))
     for res, s in result["summary"].items():
         extra = f", CPU per frame {s['cpu_per_frame_ratio_vs_peer']:.2f}x clip-video-encode's" if "cpu_per_frame_ratio_vs_peer" in s else ""

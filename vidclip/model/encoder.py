@@ -178,7 +178,14 @@ def _with_bf16_visual(model: torch.nn.Module) -> torch.nn.Module:
 
     image_model = copy.copy(model)
     image_model._modules = dict(model._modules)  # its own submodule table: `model` keeps its visual
-    image_model.visual = copy.deepcopy(model.visual).to(torch.bfloat16).eval()
+    # The copy's floating tensors are made in bf16 straight away (through deepcopy's memo), not
+    # copied in fp32 first and converted: ViT-B-32 0.72 -> 0.32 CPU-s.
+    memo: dict = {}
+    for t in [*model.visual.parameters(), *model.visual.buffers()]:
+        if t.is_floating_point():
+            half = t.detach().to(torch.bfloat16)
+            memo[id(t)] = torch.nn.Parameter(half, requires_grad=t.requires_grad) if isinstance(t, torch.nn.Parameter) else half
+    image_model.visual = copy.deepcopy(model.visual, memo).to(torch.bfloat16).eval()
     return image_model
 
 
