@@ -301,7 +301,7 @@ class Library:
                        moments=moment == "refined")
         if not hybrid:
             return search_vector(self.store, query, k=k, per_video=per_video, level=level, **options)
-        return search_hybrid(self.store, str(text).strip()[:embedding.MAX_QUERY_CHARS], query, k, per_video, level, options,
+        return search_hybrid(self.store, str(text).strip(), query, k, per_video, level, options,
                              fusion, rrf_k, text_weight)
 
     def stored_vector(self, video_id: str, clip_id: int | None = None) -> np.ndarray:

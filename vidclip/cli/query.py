@@ -51,7 +51,8 @@ def add_parsers(subparsers) -> None:
     add_store_args(p)
     p.add_argument("--level", choices=["video", "clip"], default="video", help="classify whole videos (default) or clips")
     p.add_argument("--template", action="append", metavar="T",
-                   help="prompt template with one '{}' (repeatable; default: the built-in video templates)")
+                   help="prompt template with one '{}', in the labels' language, e.g. '一段{}的视频' (repeatable; "
+                        "default: the built-in English video templates)")
     p.add_argument("-k", type=_positive_int, default=None, help="only the k most confident items")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--json", action="store_true", help="print one JSON object per line")
@@ -100,12 +101,13 @@ def cmd_classify(args) -> int:
     rows = result.to_dicts()
     if args.json:
         for row in rows:
-            print(json.dumps(row))
+            print(json.dumps({**row, "scoring": result.scoring}))
         return 0
     for row in rows:
         span = f" [{row['start_s']:.2f}-{row['end_s']:.2f}s]" if args.level == "clip" else ""
         print(f"{row['prob']:.3f}  {row['label']:<24s} {row['uri']}{span}")
-    print(f"{len(rows)} {args.level}(s) classified into {len(result.labels)} labels")
+    how = "each label's own sigmoid probability" if result.scoring == "sigmoid" else "softmax over the labels"
+    print(f"{len(rows)} {args.level}(s) classified into {len(result.labels)} labels ({how})")
     return 0
 
 

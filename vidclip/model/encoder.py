@@ -211,25 +211,73 @@ def _pick_device(spec: str) -> torch.device:
     return device
 
 
-def _register_config(cfg: ModelConfig) -> None:
+# Preprocessing keys a model config JSON may set in its "preprocess_cfg" (open_clip's name for it in
+# open_clip_config.json); the size always follows the image tower.
+PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode", "fill_color")
+_INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+_RESIZE_MODES = ("shortest", "longest", "squash")
+
+
+def _register_config(cfg: ModelConfig) -> dict:
+    """Register the model config JSON `cfg.config_path` (if any) with open_clip under `cfg.name`, and
+    return its preprocessing overrides ({} when it has none).
+
+    The JSON is open_clip's model config (embed_dim, vision_cfg, text_cfg), optionally with a
+    "preprocess_cfg" beside them, or open_clip_config.json's layout ({"model_cfg": ..., "preprocess_cfg":
+    ...}, as open_clip repositories on the Hugging Face hub ship it).  Relative Hugging Face folders in
+    text_cfg are taken relative to the JSON's own folder.  The config is registered as a dict, read
+    afresh on every load (open_clip's add_model_config would keep the path and pass any extra key
+    to the model class)."""
     import open_clip
 
+    from vidclip.model import hf
+
     if not cfg.config_path:
-        return
+        return {}
     path = Path(cfg.config_path).expanduser().resolve()
     if not path.is_file():
         raise ModelError(f"model config file not found: {cfg.config_path}")
-    if path.stem != cfg.name:
+    if path.stem != cfg.name and path.name != "open_clip_config.json":
         raise ModelError(f"model config {path.name} registers {path.stem!r}, but the model name is {cfg.name!r}")
     try:
-        json.loads(path.read_text())
-    except (OSError, ValueError) as exc:  # before open_clip keeps the path and fails on every rescan
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
         raise ModelError(f"model config {path.name} is not readable JSON ({exc})") from None
-    registered = getattr(open_clip.factory, "_MODEL_CONFIG_PATHS", [])
-    if path not in [Path(p).resolve() for p in registered]:
-        open_clip.add_model_config(path)
-    if cfg.name not in open_clip.list_models():
+    if not isinstance(raw, dict):
+        raise ModelError(f"model config {path.name} is not a JSON object")
+    model_cfg = dict(raw["model_cfg"]) if isinstance(raw.get("model_cfg"), dict) else dict(raw)
+    preprocess = raw.get("preprocess_cfg") or {}
+    model_cfg.pop("preprocess_cfg", None)
+    if not all(isinstance(model_cfg.get(k), dict) for k in ("vision_cfg", "text_cfg")) or "embed_dim" not in model_cfg:
         raise ModelError(f"model config {path.name} was not accepted by open_clip (needs embed_dim, vision_cfg, text_cfg)")
+    model_cfg["text_cfg"] = hf.resolve_paths(model_cfg["text_cfg"], str(path.parent))
+    open_clip.factory._MODEL_CONFIGS[cfg.name] = model_cfg
+    return _check_preprocess(path.name, preprocess)
+
+
+def _check_preprocess(where: str, preprocess) -> dict:
+    """The "preprocess_cfg" of a model config JSON, checked; one line on a wrong key or value."""
+    if not isinstance(preprocess, dict):
+        raise ModelError(f"model config {where}: preprocess_cfg must be an object")
+    unknown = sorted(set(preprocess) - set(PREPROCESS_KEYS) - {"size"})
+    if unknown:
+        raise ModelError(f"model config {where}: unknown preprocess_cfg key(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(PREPROCESS_KEYS)})")
+    out = {k: v for k, v in preprocess.items() if k in PREPROCESS_KEYS}
+    for key in ("mean", "std"):
+        value = out.get(key)
+        if value is not None:
+            value = [value] * 3 if isinstance(value, (int, float)) else value
+            if (not isinstance(value, list) or len(value) != 3 or not all(isinstance(x, (int, float)) for x in value)
+                    or (key == "std" and not all(x > 0 for x in value))):
+                raise ModelError(f"model config {where}: preprocess_cfg.{key} must be 3 numbers{' > 0' if key == 'std' else ''}, "
+                                 f"got {out[key]!r}")
+            out[key] = tuple(float(x) for x in value)
+    if out.get("interpolation", "bicubic") not in _INTERPOLATIONS:
+        raise ModelError(f"model config {where}: preprocess_cfg.interpolation must be one of {', '.join(_INTERPOLATIONS)}")
+    if out.get("resize_mode", "shortest") not in _RESIZE_MODES:
+        raise ModelError(f"model config {where}: preprocess_cfg.resize_mode must be one of {', '.join(_RESIZE_MODES)}")
+    return out
 
 
 @contextmanager
@@ -336,6 +384,7 @@ class Encoder:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self._model = model.to(device).eval()
         self.identity = identity
+        self.model_config: ModelConfig | None = None  # set by `load`
         self.dim = identity.dim
         self.device = device
         self.batch_size = int(batch_size)
@@ -371,11 +420,15 @@ class Encoder:
         """Build the model `cfg` names with the weights it asks for (see vidclip.model.weights)."""
         import open_clip
 
-        _register_config(cfg)
+        from vidclip.model import hf
+
+        config_preprocess = _register_config(cfg)
         device = _pick_device(cfg.device)
         _check_model_name(cfg.name)
+        hf.check(cfg.name, open_clip.get_model_config(cfg.name).get("text_cfg", {}))
         source = weights.resolve(cfg)
-        model = _create_model(cfg, source.preprocess, random=source.kind == "none")
+        # the tag's (or, for a file, the model family's) preprocessing, then the config JSON's own
+        model = _create_model(cfg, {**source.preprocess, **config_preprocess}, random=source.kind == "none")
         if source.kind == "none":
             log.warning("model %s has random weights (--pretrained none): search results will not be meaningful",
                         cfg.name)
@@ -385,7 +438,9 @@ class Encoder:
             sha = weights.file_sha256(source.path)
         dim = int(open_clip.get_model_config(cfg.name)["embed_dim"])
         identity = ModelIdentity(name=cfg.name, pretrained=cfg.pretrained, weights_sha256=sha, dim=dim)
-        return cls(model, identity, device, batch_size=batch_size, precision=cfg.precision)
+        encoder = cls(model, identity, device, batch_size=batch_size, precision=cfg.precision)
+        encoder.model_config = cfg
+        return encoder
 
     @property
     def model(self) -> torch.nn.Module:
@@ -549,10 +604,25 @@ class Encoder:
 
     @cached_property
     def tokenizer(self) -> Callable:
-        """open_clip's tokenizer for this model (loaded on first use)."""
-        import open_clip
+        """open_clip's tokenizer for this model (loaded on first use; vidclip/model/tokenizer.py)."""
+        from vidclip.model import tokenizer
 
-        return open_clip.get_tokenizer(self.identity.name)
+        if self.model_config is not None:
+            _register_config(self.model_config)  # the config this encoder was built from, as it was
+        return tokenizer.load(self.identity.name)
+
+    @property
+    def context_length(self) -> int:
+        """Tokens the text tower reads per text (start and end included); a longer text is cut to it."""
+        from vidclip.model import tokenizer
+
+        return tokenizer.context_length(self.tokenizer)
+
+    def count_tokens(self, text: str) -> int | None:
+        """Tokens `text` becomes before the tokenizer cuts it to `context_length` (None: unknown tokenizer)."""
+        from vidclip.model import tokenizer
+
+        return tokenizer.count(self.tokenizer, text)
 
     @torch.inference_mode()
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:

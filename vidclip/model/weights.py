@@ -4,7 +4,8 @@
   - an open_clip tag ("laion2b_s34b_b79k"): resolved in open_clip's registry and
     fetched with open_clip's own `download_pretrained` (Hugging Face cache);
   - a local checkpoint file (.safetensors, or .pt / .pth / .bin read with
-    `torch.load(weights_only=True)`): a pickle that needs arbitrary code is refused;
+    `torch.load(weights_only=True)`): a pickle that needs arbitrary code is refused; it is
+    preprocessed as the model's tags are when they all agree (`family_preprocess`);
   - "none": seeded random weights (a warning says results mean nothing).
 
 Offline, a tag that is not cached fails fast: one HEAD request without retries
@@ -147,13 +148,19 @@ def _probe_hub(tag_cfg: dict) -> str | None:
     huggingface_hub's `get_hf_file_metadata` is not used: it first fetches an agent registry
     (3 s more when the network is a black hole), and its download path retries for ~25 s per file.
     """
+    repo_id, names = _hub_candidates(tag_cfg)
+    return probe_hub(repo_id, names[0])  # the file the download itself will request first
+
+
+def probe_hub(repo_id: str, filename: str) -> str | None:
+    """One HEAD request for `filename` of hub repo `repo_id` (as `_probe_hub`): None if the hub
+    answered with any status, else why it could not be reached."""
     from huggingface_hub import constants, hf_hub_url
     from huggingface_hub.utils import get_session
 
     if constants.HF_HUB_OFFLINE:
         return "HF_HUB_OFFLINE is set"
-    repo_id, names = _hub_candidates(tag_cfg)
-    url = hf_hub_url(repo_id, names[0])  # the URL the download itself will request first
+    url = hf_hub_url(repo_id, filename)
     try:
         get_session().head(url, timeout=PROBE_TIMEOUT_S, follow_redirects=False)
     except Exception as e:  # connect error, DNS failure, timeout, TLS failure
@@ -189,7 +196,7 @@ def resolve(cfg: ModelConfig) -> WeightsSource:
         path = os.path.expanduser(cfg.pretrained)
         if not os.path.isfile(path):
             raise WeightsUnavailableError(f"checkpoint file not found: {cfg.pretrained}")
-        return WeightsSource("file", cfg.pretrained, path=path)
+        return WeightsSource("file", cfg.pretrained, path=path, preprocess=family_preprocess(cfg.name))
 
     import open_clip
 
@@ -208,6 +215,23 @@ def resolve(cfg: ModelConfig) -> WeightsSource:
         if not path or not os.path.isfile(path):
             raise _offline_error(cfg, tag_cfg, "download returned no file")
     return WeightsSource("tag", cfg.pretrained, path=path, preprocess=preprocess)
+
+
+def family_preprocess(name: str) -> dict:
+    """The preprocessing every pretrained tag of model `name` shares (mean/std/interpolation/
+    resize_mode), for a local checkpoint of that model: a SigLIP checkpoint file is preprocessed as
+    SigLIP's tags are (mean/std 0.5, squash), not with open_clip's OpenAI defaults.  {} when the model
+    has no tags or its tags disagree (open_clip's defaults then apply; a model config JSON's
+    "preprocess_cfg" overrides either)."""
+    import open_clip
+
+    found = []
+    for tag in open_clip.list_pretrained_tags_by_model(name):
+        tag_cfg = open_clip.get_pretrained_cfg(name, tag) or {}
+        found.append({k: tag_cfg[k] for k in _PREPROCESS_KEYS if k in tag_cfg})
+    if not found or any(f != found[0] for f in found):
+        return {}
+    return found[0]
 
 
 # ----------------------------------------------------------------------------- read + load

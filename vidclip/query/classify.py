@@ -2,8 +2,15 @@
 
 Text side: prompt-template ensembling (CLIP's notebook): for each label, embed every template
 filled with it, L2-normalise, average, renormalise -> (L, D).  Item side: the stored whole-video
-vectors (level="video") or clip vectors (level="clip").  logits = logit_scale * cos (the model's
-own learned scale when it has one, else 100), softmax over the labels.
+vectors (level="video") or clip vectors (level="clip").  Scoring follows the model's training
+objective (`Scoring.of`):
+  - "softmax" (CLIP's contrastive loss): logits = logit_scale * cos (the model's learned scale,
+    at most 100, else 100), softmax over the labels: the probabilities of an item sum to 1;
+  - "sigmoid" (SigLIP's loss; an open_clip model with a `logit_bias`): p = sigmoid(scale * cos + bias)
+    with the model's own exp(logit_scale) and logit_bias, each label independently (an item may fit
+    several labels, or none).
+The model is the store's (its weights are checked against the store's record), so the scale and
+bias are those of the model that built the store.  Rankings by cosine are unchanged by either.
 
 The segment table is streamed in batches of `batch_size` rows, so a big store is never loaded at once.
 """
@@ -30,14 +37,48 @@ MAX_LABELS = 1000
 MAX_LABEL_CHARS = 200
 
 
+SCORINGS = ("softmax", "sigmoid")
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How cosines become label probabilities: kind "softmax" or "sigmoid", with the model's scale
+    (and bias, sigmoid only)."""
+
+    kind: str
+    scale: float
+    bias: float = 0.0
+
+    @classmethod
+    def of(cls, encoder) -> "Scoring":
+        """Sigmoid for a model with a logit bias (SigLIP-style), else CLIP's softmax."""
+        model = encoder.model
+        bias = getattr(model, "logit_bias", None)
+        if bias is None:
+            return cls("softmax", logit_scale(encoder))
+        scale = float(np.exp(float(model.logit_scale.detach().float().reshape(-1)[0].cpu())))
+        return cls("sigmoid", scale, float(bias.detach().float().reshape(-1)[0].cpu()))
+
+    def probabilities(self, cos: np.ndarray) -> np.ndarray:
+        """(B, L) cosines -> (B, L) probabilities."""
+        logits = self.scale * cos.astype(np.float64)  # (B, L)
+        if self.kind == "sigmoid":
+            return 0.5 * (1.0 + np.tanh(0.5 * (logits + self.bias)))  # sigmoid, overflow-free
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        return probs / probs.sum(axis=1, keepdims=True)
+
+
 @dataclass
 class Classification:
     """Per-item label probabilities.  `table` rows: video_id, uri, [clip_id, start_s, end_s],
-    label (the most probable), prob, then one column per label ("p:<label>")."""
+    label (the most probable), prob, then one column per label ("p:<label>").  `scoring`:
+    "softmax" (an item's probabilities sum to 1) or "sigmoid" (each label on its own)."""
 
     labels: list[str]
     level: str
     table: pa.Table
+    scoring: str = "softmax"
 
     def to_arrow(self) -> pa.Table:
         return self.table
@@ -61,10 +102,11 @@ def label_vectors(encoder, labels: list[str], templates: list[str]) -> np.ndarra
 
 
 def logit_scale(encoder) -> float:
+    """CLIP's softmax temperature: the model's exp(logit_scale), at most 100 (CLIP's clamp), else 100."""
     scale = getattr(encoder.model, "logit_scale", None)
     if scale is None:
         return 100.0
-    return float(min(100.0, np.exp(float(scale.detach().float().cpu()))))
+    return float(min(100.0, np.exp(float(scale.detach().float().reshape(-1)[0].cpu()))))
 
 
 def check_labels(labels, templates) -> tuple[list[str], list[str]]:
@@ -105,7 +147,7 @@ def classify(lib, labels, templates=None, level: str = "video", k: int | None = 
     if store.meta.get("model") is None or not store.has_vectors:
         raise QueryError(f"{lib.uri}: the store is empty; ingest videos first")
     text = label_vectors(lib.encoder, labels, templates)  # (L, D)
-    scale = logit_scale(lib.encoder)
+    scoring = Scoring.of(lib.encoder)
     sql = combine_where(store, where, where_sql)
     clip_level = level == "clip"
     parts = []
@@ -120,10 +162,7 @@ def classify(lib, labels, templates=None, level: str = "video", k: int | None = 
             continue
         batch = pa.Table.from_batches([batch]).filter(pa.array(keep))
         vecs = vectors_of(batch.column("vector"))  # (B, D)
-        logits = scale * vecs @ text.T  # (B, L)
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)  # (B, L)
+        probs = scoring.probabilities(vecs @ text.T)  # (B, L)
         best = probs.argmax(axis=1)  # (B,)
         cols = {
             "video_id": batch.column("video_id"),
@@ -144,11 +183,11 @@ def classify(lib, labels, templates=None, level: str = "video", k: int | None = 
         names = ["video_id", "uri", *(["clip_id", "start_s", "end_s"] if clip_level else []), "label", "prob"]
         empty = {n: pa.array([], pa.string() if n in ("video_id", "uri", "label") else pa.float64()) for n in names}
         empty.update({f"p:{label}": pa.array([], pa.float64()) for label in labels})
-        return Classification(labels, level, pa.table(empty))
+        return Classification(labels, level, pa.table(empty), scoring.kind)
     table = pa.concat_tables(parts)
     if k is not None:
         table = _top(table, k)
-    return Classification(labels, level, table)
+    return Classification(labels, level, table, scoring.kind)
 
 
 def _top(table: pa.Table, k: int) -> pa.Table:

@@ -1,8 +1,17 @@
 """Query vectors: a text, an image, text + image, or a video (span) -> one normalised (D,) vector
-in the store's embedding space."""
+in the store's embedding space.
+
+A text query reaches the model's tokenizer as typed (only surrounding whitespace is stripped): no
+case folding or transliteration here, so Chinese, Cyrillic or Arabic queries reach a multilingual
+text tower intact.  Its length limit is the model's, in tokens: the tokenizer keeps the first
+`context_length` tokens (77 for OpenAI-style CLIP, start and end tokens included) and the model never
+sees the rest; a longer query is embedded that way, with a warning that says how many tokens were
+read.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -12,7 +21,7 @@ from vidclip.errors import InputError, QueryError
 from vidclip.ingest.sampling import select_for_clip
 from vidclip.ingest.video import aggregate, module_frames, read_video
 
-MAX_QUERY_CHARS = 1000
+log = logging.getLogger("vidclip")
 
 
 def check_query(text, image, video, span) -> bool:
@@ -34,7 +43,7 @@ def embed_text_image(encoder, text: str | None, image, weights) -> np.ndarray:
     if image is not None:
         parts.append(encoder.encode_images([load_image(image)])[0].numpy())  # (D,)
     if text is not None and str(text).strip():
-        parts.append(encoder.encode_text([str(text).strip()[:MAX_QUERY_CHARS]])[0].numpy())  # (D,)
+        parts.append(encoder.encode_text([fit_text(encoder, str(text).strip())])[0].numpy())  # (D,)
     if len(parts) == 1:
         if weights is not None:
             raise QueryError("weights apply to a text and an image given together")
@@ -48,6 +57,15 @@ def embed_text_image(encoder, text: str | None, image, weights) -> np.ndarray:
     if norm < 1e-8:
         raise QueryError("the weighted text and image embeddings cancel out")
     return (mixed / norm).astype(np.float32)
+
+
+def fit_text(encoder, text: str) -> str:
+    """`text` as given; a warning when it is longer than the model reads (its tokenizer cuts it)."""
+    n, limit = encoder.count_tokens(text), encoder.context_length
+    if n is not None and n > limit:
+        log.warning("the query is %d tokens; model %s reads the first %d (start and end included), the rest is ignored",
+                    n, encoder.identity.name, limit)
+    return text
 
 
 def check_video(path, span) -> tuple[str, tuple[float, float] | None]:

@@ -33,7 +33,6 @@ from starlette.exceptions import HTTPException
 
 from vidclip.errors import InputError, QueryError, StoreBusyError, StoreError, VidclipError
 from vidclip.library import Library
-from vidclip.query.embedding import MAX_QUERY_CHARS
 from vidclip.server.access import COOKIE, AccessMiddleware, BodyLimit, ServeConfig
 from vidclip.server.batcher import TextBatcher
 from vidclip.server.media import MAX_UPLOAD_BYTES, NotServed, decode_upload, open_video, thumbnail_jpeg
@@ -243,6 +242,11 @@ _MEDIA_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quickti
 
 def _media_type(name: str) -> str:
     return _MEDIA_TYPES.get(os.path.splitext(name)[1].lower(), "application/octet-stream")
+
+
+# A request-size guard, not the model's limit: the tokenizer reads the first context_length tokens
+# (vidclip/query/embedding.py), which every CLIP reaches well before 1000 characters.
+MAX_QUERY_CHARS = 1000
 
 
 def _text(q: str | None) -> str | None:
