@@ -33,7 +33,7 @@ def corpus() -> list[str]:
     for (i, s), (j, v) in itertools.product(enumerate(EN[0]), enumerate(EN[1])):
         p = (i + j) % len(EN[2])
         lines += [f"{s} {v} {EN[2][p]}", f"{ZH[0][i]}{ZH[2][p]}{ZH[1][j]}", f"{RU[0][i]} {RU[1][j]} {RU[2][p]}"]
-        lines += [f"{ZH[0][i]}{ZH[1][j]}", f"{s.capitalize()} {v}."]
+        lines += [f"{ZH[0][i]}{ZH[1][j]}", f"{s.capitalize()} {v}.", f"{RU[0][i].capitalize()} {RU[1][j].upper()}"]
     return lines
 
 
