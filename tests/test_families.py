@@ -159,7 +159,7 @@ def _hub_unreachable(monkeypatch):
     monkeypatch.setattr(hfc, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
 
 
-def test_hub_name_offline_is_one_fast_line_saying_how_to_use_a_local_copy(families, tmp_path, monkeypatch):
+def test_hub_name_offline_is_one_fast_line_saying_how_to_use_a_local_copy(families, tmp_path, monkeypatch, caplog):
     import time
 
     import huggingface_hub.constants as hfc
@@ -170,16 +170,33 @@ def test_hub_name_offline_is_one_fast_line_saying_how_to_use_a_local_copy(famili
     raw["text_cfg"].update(hf_model_name="xlm-roberta-base", hf_tokenizer_name="xlm-roberta-base")
     path = tmp_path / "vidclip-hub.json"
     path.write_text(json.dumps(raw))
+    import open_clip  # noqa: F401 - imported (with transformers) before the clock starts
+
     t0 = time.monotonic()
     with pytest.raises(ModelError) as ei:
         Encoder.load(ModelConfig("vidclip-hub", "none", config_path=str(path), device="cpu"))
-    assert time.monotonic() - t0 < 5  # not transformers' ~25 s of retries
+    assert time.monotonic() - t0 < 10  # one probe, not transformers' ~25 s of retries per file
     msg = str(ei.value)
     assert "\n" not in msg and "'xlm-roberta-base'" in msg and "hub" in msg
     assert "hf_model_name" in msg and "--model-config" in msg and "hf download xlm-roberta-base" in msg
     monkeypatch.setattr(hfc, "HF_HUB_OFFLINE", True)
     with pytest.raises(ModelError, match="HF_HUB_OFFLINE is set"):
         Encoder.load(ModelConfig("vidclip-hub", "none", config_path=str(path), device="cpu"))
+    # a copy in the HF cache is used (transformers reads it), with a warning when the hub is only unreachable
+    from vidclip.model import hf
+
+    snap = tmp_path / "empty-cache" / "models--xlm-roberta-base" / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    (snap.parent.parent / "refs").mkdir()
+    (snap.parent.parent / "refs" / "main").write_text("0" * 40)
+    (snap / "config.json").write_text("{}")
+    hf.check("vidclip-hub", {"hf_model_name": "xlm-roberta-base"})  # offline flag set: silent
+    monkeypatch.setattr(hfc, "HF_HUB_OFFLINE", False)
+    with caplog.at_level(logging.WARNING, logger="vidclip"):
+        hf.check("vidclip-hub", {"hf_model_name": "xlm-roberta-base"})
+    assert any("HF_HUB_OFFLINE=1" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ModelError, match="'xlm-roberta-base' is a Hugging Face hub name"):  # its tokenizer is not cached
+        hf.check("vidclip-hub", {"hf_model_name": "xlm-roberta-base", "hf_tokenizer_name": "xlm-roberta-base"})
     # a local folder that is not there is named as such
     raw["text_cfg"].update(hf_model_name=str(tmp_path / "nowhere"))
     path.write_text(json.dumps(raw))

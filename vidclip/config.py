@@ -25,7 +25,8 @@ class ModelConfig:
     pretrained: an open_clip tag (downloaded on first use), a path to a local
     checkpoint file (.safetensors / .pt / .bin), or "none" for seeded random weights.
     config_path: optional open_clip model-config JSON that registers a custom
-    architecture under `name` (as open_clip.add_model_config does).
+    architecture under `name` (vidclip.model.encoder._register_config: it may carry a
+    "preprocess_cfg", and its Hugging Face folders may be relative to it).
     precision: the image tower's arithmetic.  "auto": bf16 where the device computes it natively
     (CUDA autocast, bf16 or else fp16; a CPU with AVX512-BF16 or AMX runs the image tower in bf16,
     about 5x faster than fp32 on one, vectors within cosine 0.9999 of fp32's), fp32 elsewhere;

@@ -13,9 +13,12 @@ copy instead.
 
 from __future__ import annotations
 
+import logging
 import os
 
 from vidclip.errors import ModelError
+
+log = logging.getLogger("vidclip")
 
 # config key -> the file transformers reads first for it
 _FIRST_FILE = {"hf_model_name": "config.json", "hf_tokenizer_name": "tokenizer_config.json"}
@@ -76,14 +79,15 @@ def _check_hub(name: str, key: str, repo_id: str) -> None:
     reason = probe_hub(repo_id, _FIRST_FILE[key])
     if reason is None:
         return  # the hub answers: transformers downloads (or revalidates) it
-    cached = _is_cached(repo_id, key)
-    if cached and "HF_HUB_OFFLINE" in reason:
-        return  # transformers reads the cached copy without asking the hub
     reason = " ".join(reason.split())[:160]
-    also = " or set HF_HUB_OFFLINE=1 to use the copy in the Hugging Face cache," if cached else ""
+    if _is_cached(repo_id, key):
+        if "HF_HUB_OFFLINE" not in reason:  # transformers will ask the hub again, retrying, before the cache
+            log.warning("the Hugging Face hub cannot be reached (%s): %s comes from the HF cache; set HF_HUB_OFFLINE=1 "
+                        "to skip transformers' retries", reason, repo_id)
+        return
     raise ModelError(
         f"model {name}: text_cfg.{key} {repo_id!r} is a Hugging Face hub name and the hub cannot be reached "
-        f"({reason}):{also} download the folder elsewhere (hf download {repo_id} --local-dir DIR), copy it here, "
+        f"({reason}): download the folder elsewhere (hf download {repo_id} --local-dir DIR), copy it here, "
         f"and set text_cfg.hf_model_name / hf_tokenizer_name to DIR in a model config JSON passed with --model-config"
     )
 
