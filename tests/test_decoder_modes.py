@@ -191,3 +191,16 @@ def test_a_sparse_plan_over_b_frames_goes_to_the_decoder_that_drops_them(any_cod
     expected = (PYAV, DECORD) if codec in ("h264", "hevc") else (DECORD, PYAV)
     assert preferred_decoders(sparse, pr) == expected
     assert preferred_decoders(dense, pr) == (DECORD, PYAV)
+
+
+def test_a_sparse_h264_plan_goes_to_pyav_even_without_b_frames(tmp_path):
+    """H.264 decodes with slice threading (container.SLICE_THREADED), which made PyAV cheaper and
+    faster than decord on sparse plans with or without B-frames; a dense plan stays with decord."""
+    spec = VideoSpec(codec="h264", width=320, height=240, fps=10.0, duration_s=6.0, gop=1)  # every frame a keyframe
+    path = str(write_video(tmp_path / "intra.mp4", spec))
+    pr = probe(path, BUDGET)
+    assert not pr.reordered
+    sparse = plan_samples(pr.timeline, pr.info.duration_s, SamplingConfig(fps=1.0, clip_seconds=3.0))
+    dense = plan_samples(pr.timeline, pr.info.duration_s, SamplingConfig(fps=10.0, clip_seconds=3.0))
+    assert preferred_decoders(sparse, pr) == (PYAV, DECORD)
+    assert preferred_decoders(dense, pr) == (DECORD, PYAV)
