@@ -40,6 +40,23 @@ def private_cache(tmp_path_factory):
         os.environ["VIDCLIP_CACHE"] = saved
 
 
+@pytest.fixture
+def unreachable_hub(monkeypatch) -> str:
+    """The Hugging Face hub pointed at a local port with nobody listening (connection refused at
+    once): what an offline machine sees, without waiting for DNS.  Returns the endpoint."""
+    import socket
+
+    import huggingface_hub.constants as hfc
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    monkeypatch.setattr(hfc, "ENDPOINT", endpoint)
+    monkeypatch.setattr(hfc, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    return endpoint
+
+
 @pytest.fixture(scope="session")
 def video_dir(tmp_path_factory) -> Path:
     """A small library: H.264 and VP9, three resolutions, one rotated, one in a subfolder."""

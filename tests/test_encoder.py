@@ -382,15 +382,9 @@ def test_offline_tag_fails_fast_with_real_network(empty_hf_cache):
     _assert_offline_message(str(ei.value))
 
 
-def test_unreachable_hub_fails_fast(empty_hf_cache, monkeypatch):
+def test_unreachable_hub_fails_fast(empty_hf_cache, unreachable_hub, monkeypatch):
     import huggingface_hub.constants as hfc
 
-    with socket.socket() as s:  # a local port with nobody listening: connection refused
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    endpoint = f"http://127.0.0.1:{port}"
-    monkeypatch.setattr(hfc, "ENDPOINT", endpoint)
-    monkeypatch.setattr(hfc, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
     t0 = time.monotonic()
     with pytest.raises(WeightsUnavailableError) as ei:
         weights.resolve(OFFLINE_TAG)

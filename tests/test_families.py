@@ -147,24 +147,13 @@ def test_local_siglip_checkpoint_is_preprocessed_like_its_tags(tmp_path):
 # ----------------------------------------------------------------------------- errors
 
 
-def _hub_unreachable(monkeypatch):
-    import huggingface_hub.constants as hfc
-
-    with socket.socket() as s:  # a local port with nobody listening: connection refused
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    endpoint = f"http://127.0.0.1:{port}"
-    monkeypatch.setattr(hfc, "ENDPOINT", endpoint)
-    monkeypatch.setattr(hfc, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
-
-
-def test_hub_name_offline_is_one_fast_line_saying_how_to_use_a_local_copy(families, tmp_path, monkeypatch, caplog):
+def test_hub_name_offline_is_one_fast_line_saying_how_to_use_a_local_copy(families, tmp_path, monkeypatch, caplog,
+                                                                        unreachable_hub):
     import time
 
     import huggingface_hub.constants as hfc
 
     monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    _hub_unreachable(monkeypatch)
     raw = json.loads(families.xlmr_config.read_text())
     raw["text_cfg"].update(hf_model_name="xlm-roberta-base", hf_tokenizer_name="xlm-roberta-base")
     path = tmp_path / "vidclip-hub.json"
