@@ -1,4 +1,4 @@
-"""`vidclip bench decode|encode|peer|shots|ingest|parity|driver|cluster|memory|serve|gpu`: the performance benchmarks (benchmarks/*.py).
+"""`vidclip bench decode|encode|peer|shots|ingest|parity|driver|cluster|memory|serve|gpu|ann`: the performance benchmarks (benchmarks/*.py).
 
 Wired into vidclip/cli/main.py with `add_parsers(sub)` and `COMMANDS`.  Each benchmark generates
 its corpus once into a cache directory (default ~/.cache/vidclip-bench, or $VIDCLIP_BENCH_CACHE)
@@ -22,6 +22,7 @@ _BENCHES = {
     "serve": ("benchmarks.serve", "vidclip serve under load: text-search latency and requests/s at 1, 4, 16 clients"),
     "cli": ("benchmarks.cli", "cold start of each command: wall, CPU and heavy imports (before/after with --source)"),
     "gpu": ("benchmarks.gpu", "on a GPU: encoder images/s (bf16/fp16, compile), decode cores per GPU, ingest"),
+    "ann": ("benchmarks.ann", "LanceDB ANN index sweep on hard (out-of-distribution) data: build cost, p50/p99, recall@10"),
 }
 
 
