@@ -164,3 +164,75 @@ def test_shots_bench_scores_hard_cuts_apart_from_dissolves():
     assert hard_cut_f1([3.4, 15.0, 20.0], truth) == 0.8  # 15.0 is a false cut
     row = {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "hard_cut_f1": 1.0, "dissolve_recall": 0.0, "extra_decode_cpu_vs_fixed": 2.0}
     assert "| d | 1.00 | 0.50 | 0.67 | 1.00 | 0.00 | 2.00x |" in table({"d": row})
+
+
+# -- the hard-data ANN benchmark (issue 21) ----------------------------------------------------------
+def test_hard_data_is_deterministic_whatever_the_chunking():
+    from benchmarks.query_hard import HardData
+
+    a, b = HardData(), HardData()
+    whole = np.concatenate([x for _, x in a.chunks(3000, chunk=3000)])
+    pieces = np.concatenate([x for _, x in b.chunks(3000, chunk=700)])  # blocks of 1024 rows cut across
+    assert whole.shape == (3000, 512) and whole.dtype == np.float32
+    np.testing.assert_array_equal(whole, pieces)
+    np.testing.assert_array_equal(a.rows(1000, 1100), whole[1000:1100])
+    np.testing.assert_allclose(np.linalg.norm(whole, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(a.queries(5), b.queries(5))
+    assert not np.array_equal(a.queries(5), a.queries(5, seed=1))
+
+
+def test_hard_queries_are_out_of_distribution():
+    from benchmarks.query_hard import HardData, median_top1
+
+    data = HardData()
+    ood = median_top1(data.queries(100), data, 3000)
+    near = median_top1(data.in_distribution_queries(100), data, 3000)
+    assert 0.34 <= ood <= 0.44  # 0.38 at 3k rows, ~0.40 at 100k
+    assert near > ood + 0.2  # fresh draws from the data's own distribution: ~0.75
+    assert 0.6 < data.top_variance(20) < 0.8  # a decaying spectrum: the top 20 of 512 directions dominate
+
+
+def test_streamed_exact_topk_is_a_brute_force_sort():
+    from benchmarks.query_hard import HardData, exact_topk
+
+    data = HardData()
+    x, q = data.rows(0, 3000), data.queries(20)
+    ids, scores = exact_topk(q, data.chunks(3000, chunk=700), k=10)
+    expect = np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :10]  # (20, 10)
+    np.testing.assert_array_equal(ids, expect)
+    np.testing.assert_allclose(scores, np.take_along_axis(q @ x.T, expect, axis=1), rtol=1e-6)
+
+
+def test_ann_configs_parse_and_ladders_respect_partitions_and_ef():
+    from benchmarks import ann
+
+    c = ann.IndexConfig.parse("hnsw_sq:partitions=2,m=16,dtype=f16")
+    assert (c.kind, c.partitions, c.m, c.dtype, c.hnsw) == ("hnsw_sq", 2, 16, "f16", True)
+    assert ann.IndexConfig.parse(c.label) == c
+    assert type(ann.IndexConfig.parse("ivf_rq:bits=4").lance_config()).__name__ == "IvfRq"
+    for bad in ("ivf_xx", "ivf_pq:bogus=1", "ivf_flat:dtype=f64"):
+        try:
+            ann.IndexConfig.parse(bad)
+        except ValueError:
+            continue
+        raise AssertionError(bad)
+    flat = ann.ladders(ann.IndexConfig("ivf_flat", 4), 4, [1, 4, 16], [0, 10], [64])
+    assert flat == [[ann.Setting(1), ann.Setting(4)]]  # no refine on raw vectors; nprobes capped at 4
+    hnsw = ann.ladders(c, 2, [1, 2], [0, 10], [64, 256])
+    assert [s.ef for s in hnsw[-1]] == [256]  # ef 64 < k x refine = 100 is refused by Lance
+    a = _parser().parse_args(["bench", "ann", "--size", "2000", "--configs", "ivf_flat:partitions=4", "--ef", "64"])
+    assert (a.size, a.configs, a.ef, a.queries) == (2000, ["ivf_flat:partitions=4"], [64], 200)
+
+
+def test_ann_sweep_reaches_full_recall_only_with_every_partition(tmp_path, monkeypatch):
+    from benchmarks import ann
+
+    monkeypatch.setenv("LANCE_CPU_THREADS", "1")
+    result = ann.run(2000, [ann.IndexConfig("ivf_flat", 4)], str(tmp_path), n_queries=20, nprobes=[1, 4],
+                     full_sweep=True, check_flat=5, warmup=1, apart=False, log=lambda *_: None)
+    assert result["lance_cpu_threads"] == "1" and result["tables"]["f32"]["flat_search_agreement_with_exact"] == 1.0
+    (c,) = result["configs"]
+    by_probe = {s["nprobes"]: s["recall_at_10"] for s in c["settings"]}
+    assert by_probe[4] == 1.0 and by_probe[1] < 0.9  # IVF_FLAT over all 4 partitions is exact
+    assert c["best"]["nprobes"] == 4 and c["index_type"] == "IVF_FLAT" and c["index_mb"] > 0
+    assert "| ivf_flat:partitions=4 |" in ann.markdown(result)
