@@ -54,8 +54,8 @@ def _ask(question: Callable[[], object], timeout_s: float, asked: list | None = 
 
     t = threading.Thread(target=run, name="vidclip-watchdog-ask", daemon=True)
     t.start()
-    if asked is not None:
-        asked.append(t)
+    if asked is not None:  # only the questions still running: one is asked every few seconds at start-up
+        asked[:] = [*(a for a in asked if a.is_alive()), t]
     t.join(timeout_s)
     return box[0] if box else f"unknown (no answer within {timeout_s:.0f}s)"
 
