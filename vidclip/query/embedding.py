@@ -43,7 +43,9 @@ def embed_text_image(encoder, text: str | None, image, weights) -> np.ndarray:
     if image is not None:
         parts.append(encoder.encode_images([load_image(image)])[0].numpy())  # (D,)
     if text is not None and str(text).strip():
-        parts.append(encoder.encode_text([fit_text(encoder, str(text).strip())])[0].numpy())  # (D,)
+        query = str(text).strip()
+        warn_if_cut(encoder, query)
+        parts.append(encoder.encode_text([query])[0].numpy())  # (D,)
     if len(parts) == 1:
         if weights is not None:
             raise QueryError("weights apply to a text and an image given together")
@@ -59,13 +61,12 @@ def embed_text_image(encoder, text: str | None, image, weights) -> np.ndarray:
     return (mixed / norm).astype(np.float32)
 
 
-def fit_text(encoder, text: str) -> str:
-    """`text` as given; a warning when it is longer than the model reads (its tokenizer cuts it)."""
+def warn_if_cut(encoder, text: str) -> None:
+    """A warning when `text` is longer than the model reads (its tokenizer cuts it there)."""
     n, limit = encoder.count_tokens(text), encoder.context_length
     if n is not None and n > limit:
         log.warning("the query is %d tokens; model %s reads the first %d (start and end included), the rest is ignored",
                     n, encoder.identity.name, limit)
-    return text
 
 
 def check_video(path, span) -> tuple[str, tuple[float, float] | None]:
