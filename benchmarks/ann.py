@@ -77,6 +77,7 @@ DEFAULT_CONFIGS = ["ivf_flat:partitions=316", "ivf_pq:partitions=256,sub_vectors
                    "hnsw_sq:partitions=1,m=16,ef_construction=150",
                    "hnsw_pq:partitions=1,sub_vectors=64,m=16,ef_construction=150",
                    "ivf_flat:partitions=316,dtype=f16"]
+VIDCLIP_TYPES = {"ivf_flat": "IVF_FLAT", "ivf_rq": "IVF_RQ", "ivf_pq": "IVF_PQ", "hnsw_sq": "IVF_HNSW_SQ"}
 KINDS = {"ivf_flat": "IvfFlat", "ivf_sq": "IvfSq", "ivf_pq": "IvfPq", "ivf_rq": "IvfRq",
          "hnsw_sq": "IvfHnswSq", "hnsw_pq": "IvfHnswPq"}
 
@@ -214,8 +215,8 @@ def search(tbl, q: np.ndarray, setting: Setting, k: int):
         query = query.nprobes(setting.nprobes)
     if setting.refine_factor:
         query = query.refine_factor(setting.refine_factor)
-    if setting.ef:
-        query = query.ef(setting.ef)
+    if setting.ef:  # as vidclip's store does: at least the k x refine candidates Lance must return
+        query = query.ef(max(setting.ef, k * (setting.refine_factor or 1)))
     return query.select(COLUMNS).to_arrow()
 
 
@@ -262,13 +263,17 @@ def _ms(xs: list[float]) -> dict:
 
 def measure(root: str, table: str, config: IndexConfig, rows: int, queries: np.ndarray, truth: np.ndarray,
             nprobes: list[int], refines: list[int], efs: list[int], target: float, full_sweep: bool,
-            warmup: int) -> dict:
-    """Build `config` on the table, then time its query ladders.  Meant for a fresh process."""
+            warmup: int, limit: int | None = None, calibration: dict | None = None) -> dict:
+    """Build `config` on the table, then time its query ladders.  Meant for a fresh process.
+    limit: rows asked of LanceDB per query (default k); recall counts the first k of them.
+    calibration: {name: (Q, D) queries, or None for vidclip's stored-vector queries} to run
+    vidclip's own calibration with (index types vidclip builds only)."""
     import lancedb
 
     db = lancedb.connect(root)
     tbl = db.open_table(table)
     k = truth.shape[1]
+    limit = max(k, limit or k)
     indices = Path(root) / f"{table}.lance" / "_indices"
     before = {p.name for p in indices.iterdir()} if indices.exists() else set()
     reset = _reset_peak_rss()
@@ -290,19 +295,20 @@ def measure(root: str, table: str, config: IndexConfig, rows: int, queries: np.n
         tbl.prewarm_index(INDEX_NAME)
     except Exception as exc:  # noqa: BLE001 - not every index type supports it
         out["prewarm"] = f"failed: {exc}"
-    todo = ladders(config, partitions, nprobes, refines, efs, k)
+    out["limit"] = limit
+    todo = ladders(config, partitions, nprobes, refines, efs, limit)
     for q in queries:  # one untimed pass: page cache and index cache
-        search(tbl, q, todo[0][0], k)
+        search(tbl, q, todo[0][0], limit)
     for ladder in todo:
         for setting in ladder:
             for q in queries[:warmup]:
-                search(tbl, q, setting, k)
+                search(tbl, q, setting, limit)
             lat, found = [], []
             for q in queries:
                 t = time.perf_counter()
-                res = search(tbl, q, setting, k)
+                res = search(tbl, q, setting, limit)
                 lat.append(time.perf_counter() - t)
-                found.append(res.column("row").to_numpy())
+                found.append(res.column("row").to_numpy()[:k])
             r = recall_at(truth, found)
             out["settings"].append({**asdict(setting), "recall_at_10": round(r, 4), **_ms(lat)})
             print(f"  {config.label} {setting.label}: recall@{k} {r:.3f}, p50 {out['settings'][-1]['p50_ms']} ms",
@@ -310,6 +316,8 @@ def measure(root: str, table: str, config: IndexConfig, rows: int, queries: np.n
             if r >= target and not full_sweep:
                 break
     out["best"] = best(out["settings"], target)
+    if config.kind in VIDCLIP_TYPES and calibration:
+        out["calibrated"] = calibrated(tbl, config, partitions, calibration, queries, truth, limit)
     import warnings
     from datetime import timedelta
 
@@ -318,6 +326,45 @@ def measure(root: str, table: str, config: IndexConfig, rows: int, queries: np.n
         warnings.simplefilter("ignore", UserWarning)
         tbl.optimize(cleanup_older_than=timedelta(0))  # one index on disk at a time (1M IVF_FLAT: 2 GB)
     return out
+
+
+def timed(tbl, queries: np.ndarray, truth: np.ndarray, setting: Setting, limit: int, warmup: int = 10) -> dict:
+    k = truth.shape[1]
+    for q in queries[:warmup]:
+        search(tbl, q, setting, limit)
+    lat, found = [], []
+    for q in queries:
+        t = time.perf_counter()
+        res = search(tbl, q, setting, limit)
+        lat.append(time.perf_counter() - t)
+        found.append(res.column("row").to_numpy()[:k])
+    return {"recall_at_10": round(recall_at(truth, found), 4), **_ms(lat)}
+
+
+def calibrated(tbl, config: IndexConfig, partitions: int, calibration: dict, queries: np.ndarray,
+               truth: np.ndarray, limit: int) -> list[dict]:
+    """What `vidclip index` would choose on this index (vidclip.store.index.calibrate) with each
+    calibration set, and how the choice does on the held-out OOD queries, as calibrated and with the
+    safety margin vidclip records (vidclip.store.index.with_margin: nprobes or ef doubled)."""
+    from vidclip.store import index as vindex
+    from vidclip.store.calibration import stored_queries
+
+    rows = []
+    for name, vectors in calibration.items():
+        cal = stored_queries(tbl).vectors if vectors is None else vectors
+        t0 = time.perf_counter()
+        chosen, cal_r = vindex.calibrate(tbl, VIDCLIP_TYPES[config.kind], partitions, cal)
+        cal_s = time.perf_counter() - t0
+        variants = [("as calibrated", chosen), ("with margin (recorded)", vindex.with_margin(chosen, partitions))]
+        for label, s in variants:
+            setting = Setting(s.nprobes, s.refine_factor, s.ef)
+            row = {"calibration": name, "queries": len(cal), "variant": label, **asdict(setting),
+                   "calibration_recall_at_10": round(cal_r, 4), "calibration_s": round(cal_s, 1),
+                   **timed(tbl, queries, truth, setting, limit)}
+            rows.append(row)
+            print(f"  {config.label} calibrated on {name} ({label}): {setting.label}, held-out recall "
+                  f"{row['recall_at_10']}, p50 {row['p50_ms']} ms", flush=True)
+    return rows
 
 
 def best(settings: list[dict], target: float) -> dict | None:
@@ -346,7 +393,8 @@ def run(size: int, configs: list[IndexConfig], root: str, n_queries: int = 200, 
         nprobes: list[int] = (8, 16, 32, 64, 128, 256, 384, 512), refines: list[int] = (0, 5, 10, 20, 40),
         efs: list[int] = (64, 128, 256, 512, 1024), target: float = 0.95, full_sweep: bool = False,
         check_flat: int = 10, warmup: int = 10, chunk: int = 100_000, spec: HardSpec = HardSpec(),
-        lance_cpu_threads: int | None = None, apart: bool = True, log=print, on_result=None) -> dict:
+        lance_cpu_threads: int | None = None, apart: bool = True, log=print, on_result=None,
+        limit: int | None = None, calibration_queries: int = 96) -> dict:
     threads = lance_threads(lance_cpu_threads)
     import lancedb
 
@@ -356,10 +404,14 @@ def run(size: int, configs: list[IndexConfig], root: str, n_queries: int = 200, 
     top = TopK(np.concatenate([queries, in_dist]), k)
     db = lancedb.connect(root)
     result = {"machine": corpus.machine_info(), "lance_cpu_threads": threads, "metric": METRIC, "dim": DIM,
-              "k": k, "rows": size, "queries": n_queries, "target_recall": target, "spec": asdict(spec),
+              "k": k, "limit": max(k, limit or k), "rows": size, "queries": n_queries, "target_recall": target, "spec": asdict(spec),
               "data": f"hard: one anisotropic Gaussian (spectrum i^-{spec.alpha}, top-20 variance share "
                       f"{data.top_variance():.2f}, no clusters), OOD queries (benchmarks/query_hard.py)",
               "tables": {}, "configs": []}
+    # vidclip's calibration, run on each index: fresh OOD queries (another seed than the timed ones,
+    # as text prompts are to user queries), and the stored-vector queries vidclip used before
+    calibration = {"OOD queries (seed 1)": data.queries(calibration_queries, seed=1), "stored vectors": None} \
+        if calibration_queries else {}
     truth = None
     for dtype in sorted({c.dtype for c in configs}):
         t0 = time.perf_counter()
@@ -379,7 +431,7 @@ def run(size: int, configs: list[IndexConfig], root: str, n_queries: int = 200, 
         f"{result['median_top1_cosine_in_distribution']}; LANCE_CPU_THREADS={threads}")
     for config in configs:
         args = (root, f"{TABLE}_{config.dtype}", config, size, queries, truth, list(nprobes), list(refines),
-                list(efs), target, full_sweep, warmup)
+                list(efs), target, full_sweep, warmup, limit, calibration)
         try:
             out = measure_apart(*args) if apart else measure(*args)
         except Exception as exc:  # noqa: BLE001 - one failing config must not lose the others
@@ -399,7 +451,7 @@ def run(size: int, configs: list[IndexConfig], root: str, n_queries: int = 200, 
 def markdown(result: dict) -> str:
     """The summary (one row per config: its cheapest setting reaching the target) and every setting."""
     t = result["target_recall"]
-    head = (f"{result['rows']:,} rows x {result['dim']}, {result['queries']} OOD queries (median top-1 cosine "
+    head = (f"{result['rows']:,} rows x {result['dim']}, limit {result.get('limit', result['k'])}, {result['queries']} OOD queries (median top-1 cosine "
             f"{result.get('median_top1_cosine')}; in-distribution {result.get('median_top1_cosine_in_distribution')}), "
             f"metric {result['metric']}, LANCE_CPU_THREADS={result['lance_cpu_threads']}, "
             f"{result['machine'].get('cpu_count')} cores")
@@ -416,6 +468,16 @@ def markdown(result: dict) -> str:
         for s in c["settings"]:
             lines.append(f"| {c['config']} | {Setting(s['nprobes'], s['refine_factor'], s['ef']).label} | "
                          f"{s['recall_at_10']} | {s['p50_ms']} | {s['p99_ms']} |")
+    cal = [(c["config"], r) for c in result["configs"] for r in c.get("calibrated", [])]
+    if cal:
+        lines += ["", "vidclip's own calibration (vidclip.store.index.calibrate, target "
+                  "0.97 on the calibration queries), then timed on the held-out OOD queries:", "",
+                  "| config | calibrated on | variant | setting | calibration recall | held-out recall@10 | p50 ms | p99 ms |",
+                  "|---|---|---|---|---:|---:|---:|---:|"]
+        for config, r in cal:
+            lines.append(f"| {config} | {r['queries']} {r['calibration']} | {r['variant']} | "
+                         f"{Setting(r['nprobes'], r['refine_factor'], r['ef']).label} | {r['calibration_recall_at_10']} | "
+                         f"{r['recall_at_10']} | {r['p50_ms']} | {r['p99_ms']} |")
     return "\n".join(lines)
 
 
@@ -429,6 +491,9 @@ def add_arguments(ap) -> None:
                     help="refine factors for quantised indexes (0: none)")
     ap.add_argument("--ef", type=int, nargs="+", default=[64, 128, 256, 512, 1024], help="HNSW ef ladder")
     ap.add_argument("--queries", type=int, default=200, help="OOD queries per setting")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="rows asked of LanceDB per query (default k=10; `vidclip search` asks for at least 40 and "
+                         "ranks them); recall@10 counts the first 10")
     ap.add_argument("--target", type=float, default=0.95, help="recall@10 a setting must reach")
     ap.add_argument("--full-sweep", action="store_true", help="time every setting, not stopping a ladder at the target")
     ap.add_argument("--check-flat", type=int, default=10, help="queries on which LanceDB's flat search is checked against numpy's exact top-k")
@@ -448,7 +513,8 @@ def cli(args) -> int:
     with tempfile.TemporaryDirectory(dir=args.dir) as root:
         result = run(args.size, configs, root, n_queries=args.queries, nprobes=args.nprobes, refines=args.refine,
                      efs=args.ef, target=args.target, full_sweep=args.full_sweep, check_flat=args.check_flat,
-                     spec=replace(HardSpec(), seed=args.seed), lance_cpu_threads=args.lance_threads, on_result=save)
+                     spec=replace(HardSpec(), seed=args.seed), lance_cpu_threads=args.lance_threads, on_result=save,
+                     limit=args.limit)
     save(result)
     print(markdown(result))
     print(f"wrote {args.out}")

@@ -78,7 +78,7 @@ def _pct(xs: list[float]) -> dict:
             "mean_ms": round(float(a.mean()), 2), "n": len(xs)}
 
 
-def time_search(tbl, queries, nprobes=None, refine=None, exact=False, limit=10):
+def time_search(tbl, queries, nprobes=None, refine=None, exact=False, limit=10, ef=None):
     lat, found = [], []
     for q in queries:
         t0 = time.perf_counter()
@@ -89,6 +89,8 @@ def time_search(tbl, queries, nprobes=None, refine=None, exact=False, limit=10):
             query = query.nprobes(nprobes)
         if refine:
             query = query.refine_factor(refine)
+        if ef:
+            query = query.ef(max(ef, limit * (refine or 1)))
         res = query.select(SEG_COLS).to_arrow()
         lat.append(time.perf_counter() - t0)
         found.append(set(res.column("_rowid").to_pylist()))
@@ -125,17 +127,18 @@ def bench_size(n: int, root: str, index_types: list[str], n_queries: int, mix: M
         # calibrate on the store's own perturbed vectors (what `vidclip index` does), then check on
         # the held-out mixture queries
         t1 = time.perf_counter()
-        nprobes, refine, cal_r = vindex.calibrate(tbl, itype, params["num_partitions"])
+        chosen, cal_r = vindex.calibrate(tbl, itype, params["num_partitions"])
+        nprobes, refine, ef = chosen.nprobes, chosen.refine_factor, chosen.ef
         cal_s = time.perf_counter() - t1
         try:
             tbl.prewarm_index(vindex.INDEX_NAME)
         except Exception as exc:  # noqa: BLE001
             out.setdefault("notes", []).append(f"prewarm_index failed for {itype}: {exc}")
-        time_search(tbl, queries[:5], nprobes, refine)  # warm caches
-        lat, found = time_search(tbl, queries, nprobes, refine)
+        time_search(tbl, queries[:5], nprobes, refine, ef=ef)  # warm caches
+        lat, found = time_search(tbl, queries, nprobes, refine, ef=ef)
         r = vindex.recall(truth, found[:n_exact])
         out["ann"][itype] = {**{k: v for k, v in params.items() if k != "vector_column_name"},
-                             "nprobes": nprobes, "refine_factor": refine, "build_s": round(build, 1),
+                             "nprobes": nprobes, "refine_factor": refine, "ef": ef, "build_s": round(build, 1),
                              "calibration_s": round(cal_s, 1), "calibration_recall_at_10": round(cal_r, 4),
                              "recall_at_10": round(r, 4), **_pct(lat)}
         print(json.dumps({"size": n, itype: out["ann"][itype]}), flush=True)

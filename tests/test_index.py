@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from vidclip.store import index as vindex
+from vidclip.store.calibration import PROMPTS, CalibrationSet
 from vidclip.store.store import Store
 from vidclip.store.schema import OK, VIDEO_SCHEMA, segment_schema, vectors_array
 
@@ -69,7 +70,8 @@ def test_forced_index_recall_and_new_rows(store):
     report = vindex.build_index(store, force=True)
     clip = report.tables[0]
     assert clip.mode == "ann" and clip.index_type == vindex.DEFAULT_INDEX_TYPE
-    assert clip.num_partitions == round(3000 ** 0.5)
+    assert clip.num_partitions == vindex.index_params(3000, DIM)["num_partitions"]
+    assert clip.calibration == f"{len(PROMPTS)} stored vectors"  # no text tower given: stored-vector queries
     assert clip.indexed_rows == 3000 and clip.unindexed_rows == 0
     assert clip.recall_at_10 >= vindex.TARGET_RECALL
     opts = vindex.query_options(store, table)
@@ -106,3 +108,86 @@ def test_cli_index_json(store, capsys):
     args = parser.parse_args(["index", "--db", store.uri, "--status"])
     assert index_cli.COMMANDS["index"](args) == 0
     assert "IVF" in capsys.readouterr().out
+
+
+def test_exact_neighbours_match_lancedb_flat_search_across_fragments(store):
+    tbl = store.table(store.segments["clip"])
+    _add(store, _vectors(500, np.random.default_rng(5)), 50_000)  # a second fragment
+    queries = _vectors(12, np.random.default_rng(6))
+    truth = vindex.exact_neighbours(tbl, queries, batch=700)  # batches that straddle fragments
+    for q, ids in zip(queries, truth):
+        flat = tbl.search(q).distance_type("dot").bypass_vector_index().limit(10).with_row_id(True).to_arrow()
+        assert ids == set(flat.column("_rowid").to_pylist())
+
+
+@pytest.mark.parametrize("index_type", vindex.INDEX_TYPES)
+def test_every_index_type_builds_calibrates_and_is_searched_with_its_settings(store, index_type):
+    table = store.segments["clip"]
+    clip = vindex.build_index(store, force=True, index_type=index_type).tables[0]
+    assert clip.index_type == index_type and clip.recall_at_10 >= vindex.CALIBRATION_TARGET, clip
+    opts = vindex.query_options(store, table)
+    assert ("ef" in opts) == (index_type == "IVF_HNSW_SQ")
+    if index_type == "IVF_FLAT":
+        assert clip.refine_factor is None  # exact vectors: nothing to re-rank
+    if index_type == "IVF_RQ":
+        assert store.meta["index"][table]["num_bits"] == vindex.RQ_BITS
+    # the store's own search path applies the recorded settings (ef raised to limit x refine)
+    queries = _vectors(20, np.random.default_rng(3))
+    found = [set(store.search_vectors(table, q, 40, **opts).column("video_id").to_pylist()[:10]) for q in queries]
+    truth = [set(_search(store, table, q, {}, exact=True)) for q in queries]
+    assert vindex.recall(truth, found) >= vindex.TARGET_RECALL
+
+
+@pytest.mark.slow
+def test_calibrating_on_out_of_distribution_queries_keeps_their_recall(tmp_path):
+    """Text queries don't look like stored clips (benchmarks/query_hard.py).  Settings calibrated on
+    such queries hold on fresh ones; settings calibrated on stored vectors need less search, and it is
+    recorded which set they came from."""
+    from benchmarks.query_hard import HardData
+
+    data = HardData()
+    s = Store.open(str(tmp_path / "db"), create=True)
+    s.ensure_vector_tables(512)
+    vecs = data.rows(0, 30_000)  # (N, 512)
+    s.table(s.segments["clip"]).add(pa.table({
+        "video_id": [f"v{i:06d}" for i in range(len(vecs))], "clip_id": pa.array(np.zeros(len(vecs)), pa.int32()),
+        "start_s": np.zeros(len(vecs)), "end_s": np.ones(len(vecs)), "n_frames": pa.array(np.ones(len(vecs)), pa.int32()),
+        "temporal": ["mean"] * len(vecs), "vector": vectors_array(vecs)}, schema=segment_schema(512)))
+    table = s.segments["clip"]
+    ood = CalibrationSet("text prompts", data.queries(96, seed=1))
+    clip = vindex.build_index(s, calibration=ood).tables[0]  # 30k rows: above the threshold
+    assert clip.mode == "ann" and clip.calibration == "96 text prompts"
+    held_out = data.queries(100, seed=0)
+    tbl = s.table(table)
+    truth = vindex.exact_neighbours(tbl, held_out)
+    chosen = vindex.Setting(clip.nprobes, clip.refine_factor, clip.ef)
+    assert vindex.recall(truth, vindex.search_ids(tbl, held_out, chosen)) >= vindex.TARGET_RECALL
+    stored, _ = vindex.calibrate(tbl, clip.index_type, clip.num_partitions)
+    assert (stored.nprobes, stored.refine_factor or 0) <= (chosen.nprobes, chosen.refine_factor or 0)
+
+
+def test_text_calibration_encodes_prompts_with_the_stores_model(tmp_path):
+    import vidclip
+    from conftest import TINY
+    from vidclip.errors import QueryError
+
+    lib = vidclip.open(str(tmp_path / "db"), model=TINY)
+    lib.encoder  # records the model in the store
+    lib.store.ensure_vector_tables(DIM)
+    _add(lib.store, _vectors(2000, np.random.default_rng(0)), 0)
+    report = lib.build_index(force=True, calibration="text")
+    clip = report.tables[0]
+    assert clip.calibration == f"{len(PROMPTS)} text prompts"
+    assert lib.store.meta["index"][lib.store.segments["clip"]]["calibration"] == clip.calibration
+    # measured on the same prompts, through the same text tower: the recorded setting (with its
+    # safety margin) does at least as well as the calibrated one it reports
+    tbl = lib.store.table(lib.store.segments["clip"])
+    prompts = lib.encoder.encode_text(list(PROMPTS)).numpy()
+    chosen = vindex.Setting(clip.nprobes, clip.refine_factor, clip.ef)
+    r = vindex.recall(vindex.exact_neighbours(tbl, prompts), vindex.search_ids(tbl, prompts, chosen))
+    assert vindex.CALIBRATION_TARGET <= clip.recall_at_10 <= r
+
+    bare = vidclip.open(str(tmp_path / "bare"), model=TINY)  # no model recorded: nothing to encode with
+    bare.store.ensure_vector_tables(DIM)
+    with pytest.raises(QueryError, match="no model recorded"):
+        bare.build_index(force=True, calibration="text")

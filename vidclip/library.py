@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 import numpy as np
 
 from vidclip.config import DEFAULT_MODEL, DEFAULT_PRETRAINED, DecodeConfig, ModelConfig, SamplingConfig
-from vidclip.errors import QueryError, StoreMismatchError
+from vidclip.errors import QueryError, StoreMismatchError, WeightsUnavailableError
 from vidclip.objectstore import ObjectStorage
 from vidclip.ingest.video import IngestReport
 from vidclip.query import embedding
@@ -356,6 +356,34 @@ class Library:
             "temporal": meta.get("temporal"),
             "index": self._index_status(),
         }
+
+    def build_index(self, *, threshold: int | None = None, force: bool = False, index_type: str | None = None,
+                    calibration: str = "auto"):
+        """`vidclip index`: build ANN indexes on the clip and whole-video tables above `threshold`
+        rows (exact search below it) and record the calibrated query settings in the store.
+
+        calibration: which queries recall is measured on. "text": vidclip.store.calibration.PROMPTS
+        through this store's text tower (what users type; the default whenever the store records a
+        model), "stored": perturbed stored vectors (no model needed, but in distribution, so text
+        queries get less recall than the report says), "auto": text when the store records a model."""
+        from vidclip.store import index as vindex
+        from vidclip.store.calibration import text_queries
+
+        if calibration not in ("auto", "text", "stored"):
+            raise QueryError(f"calibration must be auto, text or stored, got {calibration!r}")
+        if calibration == "auto":
+            calibration = "text" if self.store.meta.get("model_source") else "stored"
+        queries = None
+        if calibration == "text":
+            if not self.store.meta.get("model_source"):
+                raise QueryError(f"{self.uri}: no model recorded in the store to encode calibration prompts with; "
+                                 "use calibration 'stored'")
+            try:
+                queries = text_queries(self.encoder.encode_text)
+            except WeightsUnavailableError as exc:
+                raise WeightsUnavailableError(f"{exc} (or calibrate without the model: --calibration stored)") from None
+        return vindex.build_index(self.store, threshold=vindex.EXACT_THRESHOLD if threshold is None else threshold,
+                                  force=force, index_type=index_type or vindex.DEFAULT_INDEX_TYPE, calibration=queries)
 
     def _index_status(self) -> list[dict]:
         """Per vector table: exact or ANN, and whether `vidclip index` should be run again."""

@@ -133,12 +133,13 @@ def search_vector(
         return Hits()
     query = np.asarray(query, dtype=np.float32)
     table = store.segments[level]
+    ef = None
     if nprobes is None and refine_factor is None:
         from vidclip.store.index import query_options
 
         # the parameters `vidclip index` measured for this table ({} when it searches exactly)
         opts = query_options(store, table)
-        nprobes, refine_factor = opts.get("nprobes"), opts.get("refine_factor")
+        nprobes, refine_factor, ef = opts.get("nprobes"), opts.get("refine_factor"), opts.get("ef")
     cap = per_video if level == "clip" else 1
     prefilter = None
     if where:
@@ -151,7 +152,7 @@ def search_vector(
     fetch = max(4 * want, 32)
     speculative = None  # frames fetched for the first page's top groups, beside the videos lookup
     while True:
-        rows = store.search_vectors(table, query, fetch, prefilter, nprobes=nprobes, refine_factor=refine_factor).to_pylist()
+        rows = store.search_vectors(table, query, fetch, prefilter, nprobes=nprobes, refine_factor=refine_factor, ef=ef).to_pylist()
         exhausted = len(rows) < fetch  # a short page: no more candidates to fetch
         # with a prefilter the rows already come only from ok videos the filter allows
         lookup = _pool().submit(store.video_uris, {r["video_id"] for r in rows}, where=None if prefilter is not None else where)

@@ -19,27 +19,38 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from vidclip.store.calibration import CalibrationSet
 from vidclip.store.schema import vectors_of
 
 log = logging.getLogger("vidclip")
 
 EXACT_THRESHOLD = 20_000  # rows: exact p50 16 ms at 10k but ~1 s at 100k on this (shared, loaded) box, IVF_FLAT 7 ms @ recall 0.99 (benchmarks/query_cpu.json)
-DEFAULT_INDEX_TYPE = "IVF_FLAT"  # best recall/latency here (benchmarks/query_cpu.json, "index_types")
+DEFAULT_INDEX_TYPE = "IVF_RQ"  # RaBitQ codes + exact re-rank: fastest at recall@10 >= 0.95 on hard data (benchmarks/ann_hard_*.json)
+INDEX_TYPES = ("IVF_RQ", "IVF_FLAT", "IVF_PQ", "IVF_HNSW_SQ")
+RQ_BITS = 4  # 1-bit codes top out below 0.95 recall on hard data even with refine 40 (benchmarks/ann_hard_100k.json)
+HNSW_ROWS_PER_PARTITION = 250_000
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 150
 TARGET_RECALL = 0.95
-# Calibration aims higher than the target: 48 calibration queries are a noisy estimate, and a
-# setting that just reaches 0.95 on them measured 0.9475 on held-out queries (tests/test_index.py).
+# Calibration aims higher than the target: its queries are a noisy estimate, and a setting that
+# just reaches 0.95 on them measured 0.9475 on held-out queries (tests/test_index.py).
 CALIBRATION_TARGET = 0.97
 REINDEX_UNINDEXED_FRACTION = 0.10
 REINDEX_GROWTH = 2.0
 INDEX_NAME = "vector_idx"  # LanceDB's default name for an index on the "vector" column
-NPROBES_LADDER = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+NPROBES_LADDER = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 REFINE_LADDER = (None, 5, 10, 20, 40)
-CALIBRATION_QUERIES = 48
+EF_LADDER = (64, 128, 256, 512, 1024)
 K = 10
+
+
+def rq_partitions(n_rows: int) -> int:
+    """IVF partitions of an IVF_RQ index on n_rows vectors."""
+    return int(round(math.sqrt(n_rows)))
 
 
 @dataclass
@@ -54,9 +65,12 @@ class TableIndex:
     metric: str = "dot"
     num_partitions: int | None = None
     num_sub_vectors: int | None = None
+    num_bits: int | None = None  # IVF_RQ
     nprobes: int | None = None
     refine_factor: int | None = None
-    recall_at_10: float | None = None  # measured on this table at build time
+    ef: int | None = None  # IVF_HNSW_SQ
+    recall_at_10: float | None = None  # measured on this table at build time, on the calibration queries
+    calibration: str | None = None  # which queries: "96 text prompts", "96 stored vectors"
     rows_at_build: int | None = None
     indexed_rows: int | None = None
     unindexed_rows: int | None = None
@@ -75,9 +89,18 @@ class IndexReport:
 
 
 # -- parameters -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Setting:
+    """Query-time knobs of an index (None: not set)."""
+
+    nprobes: int | None = None
+    refine_factor: int | None = None
+    ef: int | None = None  # HNSW only
+
+
 def create_vector_index(tbl, params: dict) -> None:
     """Build the index `params` (from index_params) describes, through LanceDB's config objects."""
-    from lancedb.index import IvfFlat, IvfHnswSq, IvfPq
+    from lancedb.index import IvfFlat, IvfHnswSq, IvfPq, IvfRq
 
     kind = params["index_type"]
     common = {"distance_type": params["metric"], "num_partitions": params["num_partitions"]}
@@ -85,8 +108,10 @@ def create_vector_index(tbl, params: dict) -> None:
         config = IvfFlat(**common)
     elif kind == "IVF_PQ":
         config = IvfPq(**common, num_sub_vectors=params["num_sub_vectors"])
+    elif kind == "IVF_RQ":
+        config = IvfRq(**common, num_bits=params["num_bits"])
     elif kind == "IVF_HNSW_SQ":
-        config = IvfHnswSq(**common)
+        config = IvfHnswSq(**common, m=params["m"], ef_construction=params["ef_construction"])
     else:
         raise ValueError(f"unsupported index type {kind!r}")
     tbl.create_index(params.get("vector_column_name", "vector"), config=config, replace=True)
@@ -94,29 +119,55 @@ def create_vector_index(tbl, params: dict) -> None:
 
 def index_params(n_rows: int, dim: int, index_type: str = DEFAULT_INDEX_TYPE) -> dict:
     """create_index arguments for a table of n_rows vectors of dimension dim."""
-    partitions = max(1, min(int(round(math.sqrt(n_rows))), n_rows // 32 or 1))  # >= ~32 rows per partition
+    if index_type == "IVF_RQ":
+        partitions = rq_partitions(n_rows)
+    elif index_type == "IVF_HNSW_SQ":
+        partitions = max(1, n_rows // HNSW_ROWS_PER_PARTITION)
+    else:
+        partitions = int(round(math.sqrt(n_rows)))
+    partitions = max(1, min(partitions, n_rows // 32 or 1))  # >= ~32 rows per partition
     params = {"metric": "dot", "index_type": index_type, "num_partitions": partitions, "vector_column_name": "vector"}
     if "PQ" in index_type:
         # 8 dims per sub-vector (dim 512 -> 64 sub-vectors, 64 bytes per vector); must divide dim.
         sub = next(s for s in (dim // 8, dim // 16, dim // 4, dim // 2, 1) if s >= 1 and dim % s == 0)
         params["num_sub_vectors"] = sub
+    if index_type == "IVF_RQ":
+        params["num_bits"] = RQ_BITS
+    if index_type == "IVF_HNSW_SQ":
+        params.update(m=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION)
     return params
 
 
-def _exact(tbl, queries: np.ndarray, k: int = K) -> list[set]:
-    out = []
-    for q in queries:
-        res = tbl.search(q).distance_type("dot").bypass_vector_index().limit(k).with_row_id(True).select(["_distance"]).to_arrow()
-        out.append(set(res.column("_rowid").to_pylist()))
-    return out
+# -- calibration ------------------------------------------------------------------------------------
+def exact_neighbours(tbl, queries: np.ndarray, k: int = K, batch: int = 65_536) -> list[set]:
+    """Exact top-k `_rowid`s by dot product for each query, in one streamed pass over the table
+    (numpy; LanceDB's flat search would scan the whole table once per query)."""
+    q = np.ascontiguousarray(queries, dtype=np.float32)  # (Q, D)
+    best_s = np.full((len(q), 0), -np.inf, np.float32)  # (Q, <=k)
+    best_i = np.zeros((len(q), 0), np.uint64)  # (Q, <=k)
+    reader = tbl.search().select(["vector"]).with_row_id(True).limit(None).to_batches(batch)
+    for rb in reader:
+        x = vectors_of(rb.column("vector"))  # (m, D)
+        ids = rb.column("_rowid").to_numpy()  # (m,)
+        s = q @ x.T  # (Q, m)
+        top = np.argpartition(-s, k - 1, axis=1)[:, :k] if s.shape[1] > k else np.broadcast_to(np.arange(s.shape[1]), s.shape)
+        cand_s = np.concatenate([best_s, np.take_along_axis(s, top, axis=1)], axis=1)  # (Q, <=2k)
+        cand_i = np.concatenate([best_i, ids[top]], axis=1)  # (Q, <=2k)
+        order = np.argsort(-cand_s, axis=1, kind="stable")[:, :k]
+        best_s, best_i = np.take_along_axis(cand_s, order, axis=1), np.take_along_axis(cand_i, order, axis=1)
+    return [set(int(i) for i in row) for row in best_i]
 
 
-def _ann(tbl, queries: np.ndarray, nprobes: int, refine: int | None, k: int = K) -> list[set]:
+def search_ids(tbl, queries: np.ndarray, setting: Setting, k: int = K) -> list[set]:
     out = []
     for q in queries:
-        query = tbl.search(q).distance_type("dot").nprobes(nprobes).limit(k).with_row_id(True).select(["_distance"])
-        if refine:
-            query = query.refine_factor(refine)
+        query = tbl.search(q).distance_type("dot").limit(k).with_row_id(True).select(["_distance"])
+        if setting.nprobes:
+            query = query.nprobes(setting.nprobes)
+        if setting.refine_factor:
+            query = query.refine_factor(setting.refine_factor)
+        if setting.ef:
+            query = query.ef(max(setting.ef, k * (setting.refine_factor or 1)))
         out.append(set(query.to_arrow().column("_rowid").to_pylist()))
     return out
 
@@ -125,36 +176,43 @@ def recall(truth: list[set], found: list[set]) -> float:
     return float(np.mean([len(t & f) / max(1, len(t)) for t, f in zip(truth, found)]))
 
 
-def calibration_queries(tbl, n: int = CALIBRATION_QUERIES, seed: int = 0) -> np.ndarray:
-    """Query-like vectors near the data: stored vectors perturbed by noise of the same norm
-    (cosine ~0.7 to their source) and midpoints of two stored vectors, L2-normalised."""
-    rng = np.random.default_rng(seed)
-    rows = tbl.count_rows()
-    take = np.sort(rng.choice(rows, size=min(rows, 2 * n), replace=False))
-    vecs = vectors_of(tbl.take_offsets([int(i) for i in take]).select(["vector"]).to_arrow().column("vector"))
-    vecs = vecs[rng.permutation(len(vecs))]
-    half = len(vecs) // 2
-    a, b = vecs[:half], vecs[half:2 * half]
-    noise = rng.standard_normal(a.shape).astype(np.float32)
-    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-    q = np.concatenate([a[: half // 2] + noise[: half // 2], a[half // 2:] + b[half // 2:]])
-    return q / np.linalg.norm(q, axis=1, keepdims=True)
+def settings_ladder(index_type: str, num_partitions: int) -> list[Setting]:
+    """Settings in the order calibration tries them: cheapest first."""
+    if index_type == "IVF_HNSW_SQ":  # few partitions, all probed; the graph's ef does the work
+        return [Setting(num_partitions, r, ef) for ef in EF_LADDER for r in (None, 5)]
+    refines = REFINE_LADDER if index_type != "IVF_FLAT" else (None,)
+    probes = sorted({min(p, num_partitions) for p in NPROBES_LADDER})
+    return [Setting(p, r) for p in probes for r in refines]
+
+
+def with_margin(setting: Setting, num_partitions: int) -> Setting:
+    """The calibrated setting with a safety margin: twice the nprobes (IVF) or ef (HNSW).
+    Calibration queries are a proxy for real ones: held-out recall measured up to 0.05 below the
+    calibration estimate (tests/test_index.py, benchmarks/ann_hard_*.json "calibrated").  Doubling
+    costs little where the probed codes are cheap to scan (IVF_RQ: +10-20% p50 at 1M)."""
+    if setting.ef:
+        return replace(setting, ef=2 * setting.ef)
+    if setting.nprobes:
+        return replace(setting, nprobes=min(num_partitions, 2 * setting.nprobes))
+    return setting
 
 
 def calibrate(tbl, index_type: str, num_partitions: int, queries: np.ndarray | None = None,
-              target: float = CALIBRATION_TARGET) -> tuple[int, int | None, float]:
-    """Smallest (nprobes, refine_factor) reaching `target` recall@10 vs exact; the best found otherwise."""
-    queries = calibration_queries(tbl) if queries is None else queries
-    truth = _exact(tbl, queries)
-    refines = REFINE_LADDER if ("PQ" in index_type or "SQ" in index_type) else (None,)
-    best = (num_partitions, refines[-1], 0.0)
-    for nprobes in sorted({min(p, num_partitions) for p in NPROBES_LADDER}):
-        for refine in refines:
-            r = recall(truth, _ann(tbl, queries, nprobes, refine))
-            if r >= target:
-                return nprobes, refine, r
-            if r > best[2]:
-                best = (nprobes, refine, r)
+              target: float = CALIBRATION_TARGET) -> tuple[Setting, float]:
+    """The first (cheapest) setting of `settings_ladder` reaching `target` recall@10 against exact
+    search on `queries` (default: stored-vector queries); the best found otherwise."""
+    if queries is None:
+        from vidclip.store.calibration import stored_queries
+
+        queries = stored_queries(tbl).vectors
+    truth = exact_neighbours(tbl, queries)
+    best = (Setting(num_partitions), 0.0)
+    for setting in settings_ladder(index_type, num_partitions):
+        r = recall(truth, search_ids(tbl, queries, setting))
+        if r >= target:
+            return setting, r
+        if r > best[1]:
+            best = (setting, r)
     return best
 
 
@@ -170,7 +228,7 @@ def _stats(tbl) -> tuple[int | None, int | None]:
 
 
 def build_table_index(store, level: str, threshold: int = EXACT_THRESHOLD, force: bool = False,
-                      index_type: str = DEFAULT_INDEX_TYPE) -> TableIndex:
+                      index_type: str = DEFAULT_INDEX_TYPE, calibration: CalibrationSet | None = None) -> TableIndex:
     name = store.segments[level]
     rows = store.count(name)
     if not store.has_table(name) or rows == 0:
@@ -181,43 +239,53 @@ def build_table_index(store, level: str, threshold: int = EXACT_THRESHOLD, force
             tbl.drop_index(INDEX_NAME)  # an old index on a shrunk table would only cost recall
         return TableIndex(level, name, rows, "exact",
                           note=f"{rows} rows < threshold {threshold}: exact (flat) search")
+    if index_type not in INDEX_TYPES:
+        raise ValueError(f"unsupported index type {index_type!r} (one of {', '.join(INDEX_TYPES)})")
     dim = tbl.schema.field("vector").type.list_size
     params = index_params(rows, dim, index_type)
     t0 = time.perf_counter()
     create_vector_index(tbl, params)
     build_s = time.perf_counter() - t0
-    nprobes, refine, r = calibrate(tbl, index_type, params["num_partitions"])
-    # Safety factor: calibration queries are a proxy for real ones (held-out recall measured up to
-    # 0.02-0.03 below the calibration estimate in tests/test_index.py); doubling nprobes on an
-    # IVF_FLAT index costs ~2x of a few-ms search.
-    nprobes = min(params["num_partitions"], 2 * nprobes)
+    if calibration is None:
+        from vidclip.store.calibration import stored_queries
+
+        calibration = stored_queries(tbl)
+    setting, r = calibrate(tbl, index_type, params["num_partitions"], calibration.vectors)
+    setting = with_margin(setting, params["num_partitions"])
     indexed, unindexed = _stats(tbl)
     entry = TableIndex(
         level, name, rows, "ann", index_type=index_type, num_partitions=params["num_partitions"],
-        num_sub_vectors=params.get("num_sub_vectors"), nprobes=nprobes, refine_factor=refine,
-        recall_at_10=round(r, 4), rows_at_build=rows, indexed_rows=indexed, unindexed_rows=unindexed,
-        build_s=round(build_s, 2),
+        num_sub_vectors=params.get("num_sub_vectors"), num_bits=params.get("num_bits"),
+        nprobes=setting.nprobes, refine_factor=setting.refine_factor, ef=setting.ef,
+        recall_at_10=round(r, 4), calibration=calibration.label, rows_at_build=rows, indexed_rows=indexed,
+        unindexed_rows=unindexed, build_s=round(build_s, 2),
         note=("" if r >= TARGET_RECALL else f"recall@10 {r:.3f} below {TARGET_RECALL} even at the largest setting"),
     )
     return entry
 
 
 def build_index(store, threshold: int = EXACT_THRESHOLD, force: bool = False,
-                index_type: str = DEFAULT_INDEX_TYPE) -> IndexReport:
-    """Index the clip and whole-video tables (or leave them exact) and record the choice in meta."""
+                index_type: str = DEFAULT_INDEX_TYPE, calibration: CalibrationSet | None = None) -> IndexReport:
+    """Index the clip and whole-video tables (or leave them exact) and record the choice in meta.
+
+    calibration: the queries the settings are chosen on (vidclip.store.calibration); default: the
+    table's own stored-vector queries.  `vidclip index` passes its text prompts through the store's
+    text tower."""
     with store.writing("index"):
-        return _build_index(store, threshold, force, index_type)
+        return _build_index(store, threshold, force, index_type, calibration)
 
 
-def _build_index(store, threshold: int, force: bool, index_type: str) -> IndexReport:
+RECORDED = ("mode", "index_type", "metric", "num_partitions", "num_sub_vectors", "num_bits", "nprobes", "refine_factor",
+            "ef", "recall_at_10", "calibration", "rows_at_build")
+
+
+def _build_index(store, threshold: int, force: bool, index_type: str, calibration: CalibrationSet | None) -> IndexReport:
     report = IndexReport(threshold)
     for level in ("clip", "video"):
-        report.tables.append(build_table_index(store, level, threshold, force, index_type))
+        report.tables.append(build_table_index(store, level, threshold, force, index_type, calibration))
     recorded = dict(store.meta.get("index") or {})
     for t in report.tables:
-        recorded[t.table] = {k: v for k, v in asdict(t).items()
-                             if k in ("mode", "index_type", "metric", "num_partitions", "num_sub_vectors",
-                                      "nprobes", "refine_factor", "recall_at_10", "rows_at_build")}
+        recorded[t.table] = {k: v for k, v in asdict(t).items() if k in RECORDED}
     live = set(store.segments.values())
     store.set_meta({"index": {k: v for k, v in recorded.items() if k in live}})
     return report
@@ -225,11 +293,15 @@ def _build_index(store, threshold: int, force: bool, index_type: str) -> IndexRe
 
 # -- reading ----------------------------------------------------------------------------------------
 def query_options(store, table_name: str) -> dict:
-    """Query-time settings for `table_name`: {} for exact search, else {"nprobes", "refine_factor"}."""
+    """Query-time settings for `table_name`: {} for exact search, else {"nprobes", "refine_factor"}
+    and, for an HNSW index, "ef"."""
     entry = (store.meta.get("index") or {}).get(table_name)
     if not entry or entry.get("mode") != "ann":
         return {}
-    return {"nprobes": entry.get("nprobes"), "refine_factor": entry.get("refine_factor")}
+    opts = {"nprobes": entry.get("nprobes"), "refine_factor": entry.get("refine_factor")}
+    if entry.get("ef"):
+        opts["ef"] = entry["ef"]
+    return opts
 
 
 def index_status(store) -> IndexReport:
@@ -244,7 +316,8 @@ def index_status(store) -> IndexReport:
         t = TableIndex(level, name, rows, "ann" if indexed is not None else "exact",
                        index_type=entry.get("index_type"), num_partitions=entry.get("num_partitions"),
                        num_sub_vectors=entry.get("num_sub_vectors"), nprobes=entry.get("nprobes"),
-                       refine_factor=entry.get("refine_factor"), recall_at_10=entry.get("recall_at_10"),
+                       refine_factor=entry.get("refine_factor"), ef=entry.get("ef"), num_bits=entry.get("num_bits"),
+                       calibration=entry.get("calibration"), recall_at_10=entry.get("recall_at_10"),
                        rows_at_build=entry.get("rows_at_build"), indexed_rows=indexed, unindexed_rows=unindexed)
         reasons = []
         if indexed is not None:

@@ -583,13 +583,16 @@ class Store:
         *,
         nprobes: int | None = None,
         refine_factor: int | None = None,
+        ef: int | None = None,
     ) -> pa.Table:
         """Nearest rows by dot product (vectors are normalised, so score = cosine = 1 - _distance),
         restricted to `video_ids` when given.
 
         Without ANN settings the search is exact: from the in-memory copy (`self.exact`) when the
         table fits its budget, else LanceDB's flat scan.  With `nprobes` / `refine_factor` (an IVF
-        index exists, see vidclip/store/index.py) LanceDB's index answers."""
+        index exists, see vidclip/store/index.py) LanceDB's index answers; `ef` is an HNSW index's
+        search breadth, raised to the limit x refine_factor candidates when that is larger (Lance
+        refuses a smaller one)."""
         vector = np.asarray(vector, dtype=np.float32)
         tbl = self.table(table)
         if nprobes is None and refine_factor is None:
@@ -601,6 +604,8 @@ class Store:
             query = query.nprobes(int(nprobes))
         if refine_factor is not None:
             query = query.refine_factor(int(refine_factor))
+        if ef is not None:
+            query = query.ef(max(int(ef), limit * int(refine_factor or 1)))
         if video_ids is not None:
             query = query.where(sql_in("video_id", sorted(video_ids)), prefilter=True)
         return query.select([*SEARCH_COLUMNS, "_distance"]).to_arrow()
