@@ -378,10 +378,12 @@ class Library:
             if not self.store.meta.get("model_source"):
                 raise QueryError(f"{self.uri}: no model recorded in the store to encode calibration prompts with; "
                                  "use calibration 'stored'")
-            try:
-                queries = text_queries(self.encoder.encode_text)
-            except WeightsUnavailableError as exc:
-                raise WeightsUnavailableError(f"{exc} (or calibrate without the model: --calibration stored)") from None
+
+            def queries():  # called only if a table is large enough to index
+                try:
+                    return text_queries(self.encoder.encode_text)
+                except WeightsUnavailableError as exc:
+                    raise WeightsUnavailableError(f"{exc} (or calibrate without the model: --calibration stored)") from None
         return vindex.build_index(self.store, threshold=vindex.EXACT_THRESHOLD if threshold is None else threshold,
                                   force=force, index_type=index_type or vindex.DEFAULT_INDEX_TYPE, calibration=queries)
 

@@ -133,13 +133,14 @@ def search_vector(
         return Hits()
     query = np.asarray(query, dtype=np.float32)
     table = store.segments[level]
-    ef = None
+    ef, recorded = None, False
     if nprobes is None and refine_factor is None:
         from vidclip.store.index import query_options
 
         # the parameters `vidclip index` measured for this table ({} when it searches exactly)
         opts = query_options(store, table)
         nprobes, refine_factor, ef = opts.get("nprobes"), opts.get("refine_factor"), opts.get("ef")
+        recorded = bool(opts)
     cap = per_video if level == "clip" else 1
     prefilter = None
     if where:
@@ -152,7 +153,12 @@ def search_vector(
     fetch = max(4 * want, 32)
     speculative = None  # frames fetched for the first page's top groups, beside the videos lookup
     while True:
-        rows = store.search_vectors(table, query, fetch, prefilter, nprobes=nprobes, refine_factor=refine_factor, ef=ef).to_pylist()
+        refine = refine_factor
+        if recorded:  # calibrated at 10 rows: re-rank as many candidates as calibration did, not fetch x refine
+            from vidclip.store.index import refine_for
+
+            refine = refine_for(fetch, refine_factor)
+        rows = store.search_vectors(table, query, fetch, prefilter, nprobes=nprobes, refine_factor=refine, ef=ef).to_pylist()
         exhausted = len(rows) < fetch  # a short page: no more candidates to fetch
         # with a prefilter the rows already come only from ok videos the filter allows
         lookup = _pool().submit(store.video_uris, {r["video_id"] for r in rows}, where=None if prefilter is not None else where)

@@ -143,9 +143,11 @@ def text_queries(encode_text: Callable[[Sequence[str]], object], prompts: Sequen
 
 
 def stored_queries(tbl, n: int = len(PROMPTS), seed: int = 0) -> CalibrationSet:
-    """Query-like vectors near the data: stored vectors perturbed by noise of the same norm
-    (cosine ~0.7 to their source) and midpoints of two stored vectors, L2-normalised.  In
-    distribution, so settings chosen on them suit image and video queries better than text ones."""
+    """Query-like vectors near the data, L2-normalised, in three equal parts: stored vectors with a
+    little noise (norm 0.25: like another member of their neighbourhood, where near-ties make
+    quantised codes err), stored vectors with noise of their own norm (cosine ~0.7 to the source),
+    and midpoints of two stored vectors.  In distribution, so settings chosen on them suit image and
+    video queries better than text ones."""
     rng = np.random.default_rng(seed)
     rows = tbl.count_rows()
     take = np.sort(rng.choice(rows, size=min(rows, 2 * n), replace=False))
@@ -154,6 +156,9 @@ def stored_queries(tbl, n: int = len(PROMPTS), seed: int = 0) -> CalibrationSet:
     half = len(vecs) // 2
     a, b = vecs[:half], vecs[half:2 * half]  # (n, D) each
     noise = rng.standard_normal(a.shape).astype(np.float32)
-    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-    q = np.concatenate([a[: half // 2] + noise[: half // 2], a[half // 2:] + b[half // 2:]])  # (n, D)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)  # (n, D) unit
+    third = half // 3
+    q = np.concatenate([a[:third] + 0.25 * noise[:third],
+                        a[third:2 * third] + noise[third:2 * third],
+                        a[2 * third:] + b[2 * third:]])  # (n, D)
     return CalibrationSet("stored vectors", q / np.linalg.norm(q, axis=1, keepdims=True))

@@ -1,17 +1,21 @@
 """Vector indexes on the segment tables (clip and whole-video vectors), chosen from the table size.
 
 Below `EXACT_THRESHOLD` rows a table stays on exact (flat) search: a full scan is fast enough there
-(see benchmarks/query_cpu.json) and recall is 1.0 by construction.  Above it, an IVF index is trained
-with num_partitions ~ sqrt(N), and the query-time `nprobes` (and `refine_factor` for quantised
-index types) are *calibrated on the table itself*: the smallest setting whose recall@10 against
-exact search reaches `TARGET_RECALL` on perturbed stored vectors.  The result is recorded in store
-meta under "index" (one entry per table name), where `query_options` reads it back.
+(see benchmarks/query_cpu.json) and recall is 1.0 by construction.  Above it, an index of
+`DEFAULT_INDEX_TYPE` is trained (IVF_RQ: 4-bit RaBitQ codes in IVF partitions, candidates re-ranked
+on their exact vectors; chosen on hard, out-of-distribution data, benchmarks/ann_hard_*.json and
+docs/performance.md), and the query-time settings (`nprobes`, `refine_factor`, and `ef` for HNSW)
+are *calibrated on the table itself*: the cheapest setting whose recall@10 against exact search
+reaches `CALIBRATION_TARGET` on calibration queries (vidclip.store.calibration: text prompts through
+the store's text tower, or perturbed stored vectors), with a safety margin on top (`with_margin`).
+The result is recorded in store meta under "index" (one entry per table name), where
+`query_options` reads it back.
 
 Rows added after the index was built are still found: LanceDB scans unindexed fragments with a flat
 search and merges them with the index results.  That scan grows with the unindexed share, so
 `index_status` reports it; re-run `vidclip index` when `needs_reindex` says so (unindexed share above
 `REINDEX_UNINDEXED_FRACTION`, or the table has grown past `REINDEX_GROWTH` x its size at build
-time, when sqrt(N) partitions no longer fit).  A reindex writes new tables: they start exact.
+time, when the partitions no longer fit).  A reindex writes new tables: they start exact.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -43,14 +48,22 @@ REINDEX_UNINDEXED_FRACTION = 0.10
 REINDEX_GROWTH = 2.0
 INDEX_NAME = "vector_idx"  # LanceDB's default name for an index on the "vector" column
 NPROBES_LADDER = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
-REFINE_LADDER = (None, 5, 10, 20, 40)
+REFINE_LADDER = (None, 2, 5, 10, 20, 40)  # 2: at 1M, nprobes 96 + refine 2 was the fastest setting above 0.95
 EF_LADDER = (64, 128, 256, 512, 1024)
 K = 10
 
 
+RQ_MIN_PARTITIONS = 256
+RQ_ROWS_PER_PARTITION = 2048
+
+
 def rq_partitions(n_rows: int) -> int:
-    """IVF partitions of an IVF_RQ index on n_rows vectors."""
-    return int(round(math.sqrt(n_rows)))
+    """IVF partitions of an IVF_RQ index on n_rows vectors: 256 up to ~500k rows, then one per 2048
+    rows.  Measured on hard data with out-of-distribution queries (benchmarks/ann_hard_*.json): at
+    100k, 256 partitions reach recall@10 0.966 at 5.7 ms; at 1M, 512 partitions 0.955 at 9.9 ms
+    against 256 partitions' 0.966 at 10.3 ms (k=10), and in a run asking 40 rows 1024 partitions
+    beat 256 (14.1 vs 15.5 ms).  More partitions also train longer (k-means cost ~ partitions^2)."""
+    return max(RQ_MIN_PARTITIONS, n_rows // RQ_ROWS_PER_PARTITION)
 
 
 @dataclass
@@ -185,16 +198,33 @@ def settings_ladder(index_type: str, num_partitions: int) -> list[Setting]:
     return [Setting(p, r) for p in probes for r in refines]
 
 
-def with_margin(setting: Setting, num_partitions: int) -> Setting:
-    """The calibrated setting with a safety margin: twice the nprobes (IVF) or ef (HNSW).
-    Calibration queries are a proxy for real ones: held-out recall measured up to 0.05 below the
-    calibration estimate (tests/test_index.py, benchmarks/ann_hard_*.json "calibrated").  Doubling
-    costs little where the probed codes are cheap to scan (IVF_RQ: +10-20% p50 at 1M)."""
+def refine_for(limit: int, refine_factor: int | None) -> int | None:
+    """The refine factor to pass LanceDB when `limit` rows are asked with a setting calibrated at K
+    rows: the same number of re-ranked candidates (K x refine_factor, at least `limit`).  A search
+    asking for 40 rows with the calibrated factor would re-rank 4x the candidates, each a random read
+    of a raw vector, and the top K of a superset of the calibrated candidates is at least as good."""
+    if not refine_factor:
+        return refine_factor
+    return max(1, math.ceil(refine_factor * K / max(limit, 1)))
+
+
+def with_margin(setting: Setting, num_partitions: int, source: str = "text prompts") -> Setting:
+    """The calibrated setting with a safety margin: twice the nprobes (IVF) or ef (HNSW), and for
+    settings calibrated on stored vectors twice the refine_factor too.  Calibration queries are a
+    proxy for real ones.  On hard data, settings calibrated on out-of-distribution (text-like)
+    queries held recall@10 0.968-0.981 on fresh ones as calibrated (benchmarks/ann_hard_1m.json,
+    "calibrated"), so doubling nprobes is a margin there.  Stored-vector queries are easier than
+    real ones in both knobs: IVF_RQ's 0.94 held-out against 0.97 calibrated at 1M, and an IVF_PQ
+    index whose refine factor reached 0.996 on them gave 0.90 on fresh in-distribution queries
+    (tests/test_index.py), which only a larger refine factor recovers."""
     if setting.ef:
         return replace(setting, ef=2 * setting.ef)
+    out = setting
     if setting.nprobes:
-        return replace(setting, nprobes=min(num_partitions, 2 * setting.nprobes))
-    return setting
+        out = replace(out, nprobes=min(num_partitions, 2 * setting.nprobes))
+    if setting.refine_factor and source != "text prompts":
+        out = replace(out, refine_factor=2 * setting.refine_factor)
+    return out
 
 
 def calibrate(tbl, index_type: str, num_partitions: int, queries: np.ndarray | None = None,
@@ -228,7 +258,8 @@ def _stats(tbl) -> tuple[int | None, int | None]:
 
 
 def build_table_index(store, level: str, threshold: int = EXACT_THRESHOLD, force: bool = False,
-                      index_type: str = DEFAULT_INDEX_TYPE, calibration: CalibrationSet | None = None) -> TableIndex:
+                      index_type: str = DEFAULT_INDEX_TYPE,
+                      calibration: CalibrationSet | Callable[[], CalibrationSet] | None = None) -> TableIndex:
     name = store.segments[level]
     rows = store.count(name)
     if not store.has_table(name) or rows == 0:
@@ -246,12 +277,14 @@ def build_table_index(store, level: str, threshold: int = EXACT_THRESHOLD, force
     t0 = time.perf_counter()
     create_vector_index(tbl, params)
     build_s = time.perf_counter() - t0
+    if callable(calibration):  # made on first need (text prompts: loads the model)
+        calibration = calibration()
     if calibration is None:
         from vidclip.store.calibration import stored_queries
 
         calibration = stored_queries(tbl)
     setting, r = calibrate(tbl, index_type, params["num_partitions"], calibration.vectors)
-    setting = with_margin(setting, params["num_partitions"])
+    setting = with_margin(setting, params["num_partitions"], calibration.source)
     indexed, unindexed = _stats(tbl)
     entry = TableIndex(
         level, name, rows, "ann", index_type=index_type, num_partitions=params["num_partitions"],
@@ -265,12 +298,13 @@ def build_table_index(store, level: str, threshold: int = EXACT_THRESHOLD, force
 
 
 def build_index(store, threshold: int = EXACT_THRESHOLD, force: bool = False,
-                index_type: str = DEFAULT_INDEX_TYPE, calibration: CalibrationSet | None = None) -> IndexReport:
+                index_type: str = DEFAULT_INDEX_TYPE,
+                calibration: CalibrationSet | Callable[[], CalibrationSet] | None = None) -> IndexReport:
     """Index the clip and whole-video tables (or leave them exact) and record the choice in meta.
 
-    calibration: the queries the settings are chosen on (vidclip.store.calibration); default: the
-    table's own stored-vector queries.  `vidclip index` passes its text prompts through the store's
-    text tower."""
+    calibration: the queries the settings are chosen on (vidclip.store.calibration), or a function
+    making them, called once if a table is indexed; default: each table's own stored-vector queries.
+    `vidclip index` passes its text prompts through the store's text tower."""
     with store.writing("index"):
         return _build_index(store, threshold, force, index_type, calibration)
 
@@ -279,8 +313,15 @@ RECORDED = ("mode", "index_type", "metric", "num_partitions", "num_sub_vectors",
             "ef", "recall_at_10", "calibration", "rows_at_build")
 
 
-def _build_index(store, threshold: int, force: bool, index_type: str, calibration: CalibrationSet | None) -> IndexReport:
+def _build_index(store, threshold: int, force: bool, index_type: str, calibration) -> IndexReport:
     report = IndexReport(threshold)
+    if callable(calibration):
+        make, made = calibration, []
+
+        def calibration():  # one set for both tables, made only if one is indexed
+            if not made:
+                made.append(make())
+            return made[0]
     for level in ("clip", "video"):
         report.tables.append(build_table_index(store, level, threshold, force, index_type, calibration))
     recorded = dict(store.meta.get("index") or {})
