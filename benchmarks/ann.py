@@ -24,29 +24,26 @@ hnsw_pq, and keys partitions, sub_vectors, bits, m, ef_construction, sample_rate
 dtype (f32|f16).  For example `ivf_pq:partitions=256,sub_vectors=64,bits=8` or
 `hnsw_sq:partitions=1,m=16,ef_construction=150,dtype=f16`.
 
-The big runs (nice them if the machine is shared; expected build times per config are the
-research's estimates for this 2-core box, notes/issue21-research.md section 7):
+The runs behind benchmarks/ann_hard_*.json and docs/performance.md (quiet 2-core machine; the
+research and plan are in benchmarks/ann_research.md):
 
-    # 100k: every option, ~15-30 min in all (IVF_FLAT/SQ/RQ builds ~10-20 s, IVF_PQ ~30-60 s,
-    # HNSW ~30-90 s each)
-    vidclip bench ann --size 100000 --out benchmarks/ann_hard_100k.json --configs \\
-        ivf_flat:partitions=316 ivf_flat:partitions=316,dtype=f16 ivf_sq:partitions=256 \\
-        ivf_pq:partitions=256,sub_vectors=64 ivf_pq:partitions=256,sub_vectors=128 \\
-        ivf_rq:partitions=256,bits=1 ivf_rq:partitions=256,bits=4 ivf_rq:partitions=1024,bits=1 \\
-        hnsw_sq:partitions=1,m=16,ef_construction=150 hnsw_sq:partitions=4,m=16,ef_construction=150 \\
-        hnsw_sq:partitions=1,m=16,ef_construction=150,dtype=f16 \\
+    # 100k: every option, ~25 min in all (ann_hard_100k.json)
+    vidclip bench ann --size 100000 --out benchmarks/ann_hard_100k.json --configs \
+        ivf_flat:partitions=316 ivf_flat:partitions=316,dtype=f16 ivf_sq:partitions=256 \
+        ivf_pq:partitions=256,sub_vectors=64 ivf_pq:partitions=256,sub_vectors=128 \
+        ivf_rq:partitions=256,bits=1 ivf_rq:partitions=256,bits=4 ivf_rq:partitions=1024,bits=1 \
+        hnsw_sq:partitions=1,m=16,ef_construction=150 hnsw_sq:partitions=4,m=16,ef_construction=150 \
+        hnsw_sq:partitions=1,m=16,ef_construction=150,dtype=f16 \
         hnsw_pq:partitions=1,sub_vectors=64,m=16,ef_construction=150
 
-    # 1M: the best two or three of the 100k run, at ~5 min build each (IVF_RQ/IVF_PQ 2-6 min:
-    # k-means dominates, hence sample_rate 128 and max_iterations 20; IVF_HNSW_SQ may take 10-25
-    # min on 2 cores, so time it at --size 300000 first), plus the IVF_FLAT baseline
-    vidclip bench ann --size 1000000 --out benchmarks/ann_hard_1m.json \\
-        --nprobes 16 32 64 128 256 384 512 --configs \\
-        ivf_flat:partitions=1000,sample_rate=128,max_iterations=20 \\
-        ivf_rq:partitions=1024,bits=1,sample_rate=128,max_iterations=20 \\
-        ivf_rq:partitions=1024,bits=4,sample_rate=128,max_iterations=20 \\
-        ivf_pq:partitions=1024,sub_vectors=64,sample_rate=128,max_iterations=20 \\
-        hnsw_sq:partitions=4,m=16,ef_construction=150
+    # 1M, k=10 rows (ann_hard_1m.json), ~12 min
+    vidclip bench ann --size 1000000 --out benchmarks/ann_hard_1m.json --nprobes 16 32 48 64 96 128 192 256 \
+        --refine 0 2 5 10 --configs ivf_rq:partitions=256,bits=4 ivf_rq:partitions=512,bits=4
+
+    # 1M, 40 rows as `vidclip search` asks (ann_hard_1m_limit40.json; IVF_HNSW_SQ alone builds 8 min)
+    vidclip bench ann --size 1000000 --limit 40 --nprobes 16 32 64 128 256 384 512 --refine 0 5 10 20 \
+        --configs ivf_rq:partitions=256,bits=4 ivf_rq:partitions=1024,bits=4
+    vidclip bench ann --size 1000000 --limit 40 --refine 0 5 --configs hnsw_sq:partitions=1,m=16,ef_construction=150
 
 The 1M table is ~2.2 GB on disk (f32; ~1.2 GB with dtype=f16 configs) in --dir (default: a temp
 dir); one index at a time is kept on disk.  The tables print as Markdown for docs/performance.md.
@@ -302,19 +299,11 @@ def measure(root: str, table: str, config: IndexConfig, rows: int, queries: np.n
         search(tbl, q, todo[0][0], limit)
     for ladder in todo:
         for setting in ladder:
-            for q in queries[:warmup]:
-                search(tbl, q, setting, limit)
-            lat, found = [], []
-            for q in queries:
-                t = time.perf_counter()
-                res = search(tbl, q, setting, limit)
-                lat.append(time.perf_counter() - t)
-                found.append(res.column("row").to_numpy()[:k])
-            r = recall_at(truth, found)
-            out["settings"].append({**asdict(setting), "recall_at_10": round(r, 4), **_ms(lat)})
-            print(f"  {config.label} {setting.label}: recall@{k} {r:.3f}, p50 {out['settings'][-1]['p50_ms']} ms",
+            row = timed(tbl, queries, truth, setting, limit, warmup)
+            out["settings"].append({**asdict(setting), **row})
+            print(f"  {config.label} {setting.label}: recall@{k} {row['recall_at_10']:.3f}, p50 {row['p50_ms']} ms",
                   flush=True)
-            if r >= target and not full_sweep:
+            if row["recall_at_10"] >= target and not full_sweep:
                 break
     out["best"] = best(out["settings"], target)
     if config.kind in VIDCLIP_TYPES and calibration:
