@@ -214,3 +214,22 @@ def test_text_calibration_encodes_prompts_with_the_stores_model(tmp_path):
     bare.store.ensure_vector_tables(DIM)
     with pytest.raises(QueryError, match="no model recorded"):
         bare.build_index(force=True, calibration="text")
+
+
+def test_lance_uses_every_core_of_a_small_machine(tmp_path):
+    """Lance's default is one compute thread on <= 2 cores; vidclip sets LANCE_CPU_THREADS before
+    Lance starts (and leaves a value the user set alone)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os; from vidclip.store.store import Store; Store.open(os.environ['DB'], create=True)"
+            ".ensure_vector_tables(8); print(os.environ.get('LANCE_CPU_THREADS'))")
+    env = {k: v for k, v in os.environ.items() if k != "LANCE_CPU_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "DB": str(tmp_path / "a")},
+                         capture_output=True, text=True, check=True).stdout.split()[-1]
+    cores = len(os.sched_getaffinity(0))
+    assert out == (str(cores) if cores <= 4 else "None")
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "DB": str(tmp_path / "b"), "LANCE_CPU_THREADS": "7"},
+                         capture_output=True, text=True, check=True).stdout.split()[-1]
+    assert out == "7"

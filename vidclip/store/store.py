@@ -649,7 +649,21 @@ class Store:
                                  "once where the store is writable, or search without --hybrid)") from None
 
 
+def _lance_threads() -> None:
+    """Lance computes (index builds, vector search) on cores - 2 threads, and on one when a machine
+    has 2 or fewer cores (lance-core's calculate_num_compute_intensive_cpus): an index build on a
+    2-core machine would use half of it.  Up to 4 cores, use them all unless LANCE_CPU_THREADS says
+    otherwise (read once, when Lance starts its pool; the hard-data ANN numbers in
+    docs/performance.md were measured this way)."""
+    if "LANCE_CPU_THREADS" in os.environ:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores <= 4:
+        os.environ["LANCE_CPU_THREADS"] = str(cores)
+
+
 def _connect(uri: str, storage_options: dict | None):
+    _lance_threads()
     import lancedb
 
     # Strong consistency: every read sees the latest commit, from this handle or any other
