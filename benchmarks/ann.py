@@ -339,7 +339,7 @@ def calibrated(tbl, config: IndexConfig, partitions: int, calibration: dict, que
     as vidclip searches: `limit` rows, with the refine factor scaled to re-rank the K x refine
     candidates calibration chose (vidclip.store.index.refine_for)."""
     from vidclip.store import index as vindex
-    from vidclip.store.calibration import stored_queries
+    from vidclip.store.calibration import STORED, TEXT, stored_queries
 
     rows = []
     for name, vectors in calibration.items():
@@ -347,7 +347,7 @@ def calibrated(tbl, config: IndexConfig, partitions: int, calibration: dict, que
         t0 = time.perf_counter()
         chosen, cal_r = vindex.calibrate(tbl, VIDCLIP_TYPES[config.kind], partitions, cal)
         cal_s = time.perf_counter() - t0
-        source = "stored vectors" if vectors is None else "text prompts"  # the OOD queries stand for text prompts
+        source = STORED if vectors is None else TEXT  # the OOD queries stand for text prompts
         variants = [("as calibrated", chosen), ("with margin (recorded)", vindex.with_margin(chosen, partitions, source))]
         for label, s in variants:
             setting = Setting(s.nprobes, s.refine_factor, s.ef)

@@ -58,6 +58,10 @@ def _search(store, table, q, opts, k=10, exact=False):
 
 
 def test_below_threshold_stays_exact(store):
+    from vidclip.errors import InputError
+
+    with pytest.raises(InputError, match="unsupported index type 'HNSW'"):  # refused whatever the table size
+        vindex.build_index(store, index_type="HNSW")
     report = vindex.build_index(store)  # 3000 rows << EXACT_THRESHOLD
     assert [t.mode for t in report.tables] == ["exact", "exact"]
     assert "exact" in report.tables[0].note

@@ -135,7 +135,7 @@ def search_vector(
     table = store.segments[level]
     ef, recorded = None, False
     if nprobes is None and refine_factor is None:
-        from vidclip.store.index import query_options
+        from vidclip.store.index import query_options, refine_for
 
         # the parameters `vidclip index` measured for this table ({} when it searches exactly)
         opts = query_options(store, table)
@@ -155,8 +155,6 @@ def search_vector(
     while True:
         refine = refine_factor
         if recorded:  # calibrated at 10 rows: re-rank as many candidates as calibration did, not fetch x refine
-            from vidclip.store.index import refine_for
-
             refine = refine_for(fetch, refine_factor)
         rows = store.search_vectors(table, query, fetch, prefilter, nprobes=nprobes, refine_factor=refine, ef=ef).to_pylist()
         exhausted = len(rows) < fetch  # a short page: no more candidates to fetch

@@ -122,11 +122,15 @@ PROMPTS = (
 )
 
 
+TEXT = "text prompts"
+STORED = "stored vectors"
+
+
 @dataclass(frozen=True)
 class CalibrationSet:
     """Query vectors for calibration, and what they are (recorded in the store's index entry)."""
 
-    source: str  # "text prompts" or "stored vectors"
+    source: str  # TEXT or STORED
     vectors: np.ndarray  # (Q, D) float32, L2-normalised
 
     @property
@@ -139,7 +143,7 @@ def text_queries(encode_text: Callable[[Sequence[str]], object], prompts: Sequen
     out = encode_text(list(prompts))
     vecs = np.asarray(out.numpy() if hasattr(out, "numpy") else out, dtype=np.float32)  # (Q, D)
     vecs = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
-    return CalibrationSet("text prompts", vecs)
+    return CalibrationSet(TEXT, vecs)
 
 
 def stored_queries(tbl, n: int = len(PROMPTS), seed: int = 0) -> CalibrationSet:
@@ -161,4 +165,4 @@ def stored_queries(tbl, n: int = len(PROMPTS), seed: int = 0) -> CalibrationSet:
     q = np.concatenate([a[:third] + 0.25 * noise[:third],
                         a[third:2 * third] + noise[third:2 * third],
                         a[2 * third:] + b[2 * third:]])  # (n, D)
-    return CalibrationSet("stored vectors", q / np.linalg.norm(q, axis=1, keepdims=True))
+    return CalibrationSet(STORED, q / np.linalg.norm(q, axis=1, keepdims=True))

@@ -20,6 +20,7 @@ time, when the partitions no longer fit).  A reindex writes new tables: they sta
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -28,7 +29,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from vidclip.store.calibration import CalibrationSet
+from vidclip.errors import InputError
+from vidclip.store.calibration import TEXT, CalibrationSet
 from vidclip.store.schema import vectors_of
 
 log = logging.getLogger("vidclip")
@@ -208,7 +210,7 @@ def refine_for(limit: int, refine_factor: int | None) -> int | None:
     return max(1, math.ceil(refine_factor * K / max(limit, 1)))
 
 
-def with_margin(setting: Setting, num_partitions: int, source: str = "text prompts") -> Setting:
+def with_margin(setting: Setting, num_partitions: int, source: str = TEXT) -> Setting:
     """The calibrated setting with a safety margin: twice the nprobes (IVF) or ef (HNSW), and for
     settings calibrated on stored vectors twice the refine_factor too.  Calibration queries are a
     proxy for real ones.  On hard data, settings calibrated on out-of-distribution (text-like)
@@ -222,7 +224,7 @@ def with_margin(setting: Setting, num_partitions: int, source: str = "text promp
     out = setting
     if setting.nprobes:
         out = replace(out, nprobes=min(num_partitions, 2 * setting.nprobes))
-    if setting.refine_factor and source != "text prompts":
+    if setting.refine_factor and source != TEXT:
         out = replace(out, refine_factor=2 * setting.refine_factor)
     return out
 
@@ -270,8 +272,6 @@ def build_table_index(store, level: str, threshold: int = EXACT_THRESHOLD, force
             tbl.drop_index(INDEX_NAME)  # an old index on a shrunk table would only cost recall
         return TableIndex(level, name, rows, "exact",
                           note=f"{rows} rows < threshold {threshold}: exact (flat) search")
-    if index_type not in INDEX_TYPES:
-        raise ValueError(f"unsupported index type {index_type!r} (one of {', '.join(INDEX_TYPES)})")
     dim = tbl.schema.field("vector").type.list_size
     params = index_params(rows, dim, index_type)
     t0 = time.perf_counter()
@@ -305,6 +305,8 @@ def build_index(store, threshold: int = EXACT_THRESHOLD, force: bool = False,
     calibration: the queries the settings are chosen on (vidclip.store.calibration), or a function
     making them, called once if a table is indexed; default: each table's own stored-vector queries.
     `vidclip index` passes its text prompts through the store's text tower."""
+    if index_type not in INDEX_TYPES:
+        raise InputError(f"unsupported index type {index_type!r} (one of {', '.join(INDEX_TYPES)})")
     with store.writing("index"):
         return _build_index(store, threshold, force, index_type, calibration)
 
@@ -316,12 +318,7 @@ RECORDED = ("mode", "index_type", "metric", "num_partitions", "num_sub_vectors",
 def _build_index(store, threshold: int, force: bool, index_type: str, calibration) -> IndexReport:
     report = IndexReport(threshold)
     if callable(calibration):
-        make, made = calibration, []
-
-        def calibration():  # one set for both tables, made only if one is indexed
-            if not made:
-                made.append(make())
-            return made[0]
+        calibration = functools.cache(calibration)  # one set for both tables, made only if one is indexed
     for level in ("clip", "video"):
         report.tables.append(build_table_index(store, level, threshold, force, index_type, calibration))
     recorded = dict(store.meta.get("index") or {})
