@@ -34,6 +34,9 @@ def two_nodes(tmp_path, cli_env):
     # Token authentication on, as a real cluster should run: the head, the second node and the
     # driver share one token.
     env = dict(cli_env, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    # Workers at the test's own priority: Ray's default niceness of 15 starves them on a busy
+    # machine (pipelines/cluster.py local_system_config), and these tests are about rows and stalls.
+    env["RAY_worker_niceness"] = "0"
     # vidclip's local clusters set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 in os.environ (it keeps a private
     # cluster on loopback, pipelines/cluster.py); inherited by `ray start --address`, it refuses to
     # join ("Multi-node Ray clusters are not supported on Windows and OSX").  This is a real cluster.

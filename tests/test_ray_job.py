@@ -35,6 +35,20 @@ def listening_sockets() -> set[tuple[str, int]]:
     return out
 
 
+def ray_worker_niceness() -> dict[int, int]:
+    """{pid: niceness} of this process's descendants that are Ray workers ("ray::..." titles)."""
+    out = {}
+    for pid in _descendants(os.getpid()) - {os.getpid()}:
+        try:
+            title = open(f"/proc/{pid}/cmdline", "rb").read()
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            continue
+        if title.startswith(b"ray::"):
+            out[pid] = int(stat.rsplit(")", 1)[1].split()[16])  # nice: field 19 of stat
+    return out
+
+
 def _descendants(root: int) -> set[int]:
     parents = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -99,11 +113,13 @@ def test_local_ray_listens_on_loopback_only_and_matches_in_process(tmp_path, vid
     before = listening_sockets()
     env_before = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
     seen: set = set()
+    niceness: dict[int, int] = {}  # Ray worker pid -> its niceness
     stop = threading.Event()
 
     def watch():
         while not stop.is_set():
             seen.update(listening_sockets())
+            niceness.update(ray_worker_niceness())
             stop.wait(0.2)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -118,6 +134,9 @@ def test_local_ray_listens_on_loopback_only_and_matches_in_process(tmp_path, vid
     assert new, "saw no Ray listener at all: the watcher is broken"
     public = sorted(s for s in new if not _is_loopback(s[0]))
     assert not public, f"Ray listened on non-loopback addresses: {public}"
+    # The workers run at the driver's priority (Ray's default of 15 starved them on a busy machine).
+    assert niceness, "saw no Ray worker at all: the watcher is broken"
+    assert set(niceness.values()) == {os.nice(0)}, niceness
     # The loopback switch was for that session only: a later join to a real cluster from this
     # process (or a `ray start --address` it runs) must use the machine's address again.
     from ray._private import ray_constants

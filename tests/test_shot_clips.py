@@ -111,7 +111,7 @@ def test_shot_clips_are_the_same_on_ray(tmp_path):
     local = vidclip.open(tmp_path / "local", model=TINY)
     local.ingest([src], sampling, progress=False)
     on_ray = vidclip.open(tmp_path / "ray", model=TINY)
-    on_ray.ingest([src], sampling, progress=False, ray=JobOptions(decode_workers=1, batch_size=8), stall_s=1800.0)
+    on_ray.ingest([src], sampling, progress=False, ray=JobOptions(decode_workers=1, batch_size=8))
     a, b = row_set(local.store), row_set(on_ray.store)
     assert a["clip_spans"] == b["clip_spans"] and a["frames"] == b["frames"]
     fixed_starts = {round(5.0 * i, 6) for i in range(12)}
