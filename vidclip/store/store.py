@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from vidclip.errors import QueryError, StoreError, StoreMismatchError
 from vidclip.store.exact import ExactIndex, VideoDirectory
+from vidclip.store.eventloop import NOT_RUN, run_here
 from vidclip.store.schema import (
     FAILED, FRAME_NORM, FTS_COLUMN, META_SCHEMA, OK, PENDING, SEARCH_COLUMNS, SOURCE_SCHEMA, VIDEO_SCHEMA,
     frame_schema, promote_metadata, segment_schema, sql_in, sql_str,
@@ -74,6 +75,9 @@ class Store:
         self._db = db
         self.uri = uri
         self._tables: dict[str, object] = {}
+        self._session = None  # LanceDB's caches (index, metadata), shared by the sync and async connections
+        self._async_db = None  # LanceDB's async API on the same session, for vector searches (_search_async)
+        self._async_tables: dict[str, tuple[object, object]] = {}  # name -> (sync table it mirrors, async table)
         self._meta: dict | None = None
         self._meta_version: int | None = None
         self.exact = ExactIndex(SEARCH_COLUMNS)  # in-memory exact search (vidclip/store/exact.py)
@@ -107,14 +111,14 @@ class Store:
             store.storage_options = dict(storage_options or {})
             store.pending = True
             return store
+        store = cls(None, uri)
+        store.storage_options = dict(storage_options or {})
         try:
-            db = _connect(uri, storage_options)
+            db = store._db = _connect(uri, storage_options, store.session)
             names = set(db.list_tables().tables)
         except (OSError, ValueError, RuntimeError) as exc:
             described = describe_connection_failure(exc, uri, storage_options)
             raise StoreError(described or f"{uri}: cannot open store ({' '.join(str(exc).split())[:200]})") from None
-        store = cls(db, uri)
-        store.storage_options = dict(storage_options or {})
         if "meta" in names and store._unfinished(names):
             # Creation was interrupted (a kill, a full disk) before its final commit, the schema row:
             # the tables hold nothing, so the next writer clears them and creates the store again.
@@ -142,7 +146,7 @@ class Store:
         """Write a pending store's tables; the schema row is the last creation commit."""
         try:
             if self._db is None:
-                self._db = _connect(self.uri, self.storage_options)
+                self._db = _connect(self.uri, self.storage_options, self.session)
             self._db.create_table("meta", schema=META_SCHEMA)
             self._db.create_table("videos", schema=VIDEO_SCHEMA)
             self._db.create_table("sources", schema=SOURCE_SCHEMA)
@@ -207,6 +211,16 @@ class Store:
         missing = [f for f in VIDEO_SCHEMA if f.name not in tbl.schema.names]
         if missing:
             tbl.add_columns(missing)
+
+    @property
+    def session(self):
+        """LanceDB's session (index and metadata caches) of this store's connections."""
+        if self._session is None:
+            _lance_threads()
+            import lancedb
+
+            self._session = lancedb.Session()
+        return self._session
 
     def table(self, name: str):
         tbl = self._tables.get(name)
@@ -599,16 +613,27 @@ class Store:
             found = self.exact.search(tbl, vector, limit, video_ids)
             if found is not None:
                 return found
+        where = sql_in("video_id", sorted(video_ids)) if video_ids is not None else None
+        found = run_here(lambda: self._search_async(table, tbl, vector, limit, where, nprobes, refine_factor, ef))
+        if found is not NOT_RUN:
+            return found
+        # this thread runs an event loop already (a notebook): LanceDB's synchronous API
         query = tbl.search(vector).distance_type("dot").limit(limit)
-        if nprobes is not None:
-            query = query.nprobes(int(nprobes))
-        if refine_factor is not None:
-            query = query.refine_factor(int(refine_factor))
-        if ef is not None:
-            query = query.ef(max(int(ef), limit * int(refine_factor or 1)))
-        if video_ids is not None:
-            query = query.where(sql_in("video_id", sorted(video_ids)), prefilter=True)
-        return query.select([*SEARCH_COLUMNS, "_distance"]).to_arrow()
+        if where is not None:
+            query = query.where(where, prefilter=True)
+        return _ann(query, limit, nprobes, refine_factor, ef).select([*SEARCH_COLUMNS, "_distance"]).to_arrow()
+
+    async def _search_async(self, name: str, tbl, vector: np.ndarray, limit: int, where: str | None,
+                            nprobes: int | None, refine_factor: int | None, ef: int | None) -> pa.Table:
+        """search_vectors through LanceDB's async API (vidclip/store/eventloop.py: fewer thread
+        hand-overs per search), on a connection sharing this store's session and so its caches."""
+        mirrored, atbl = self._async_tables.get(name, (None, None))
+        if mirrored is not tbl:  # first use, or the sync table was reopened (a reindex, a new store)
+            if self._async_db is None:
+                self._async_db = await _connect_async(self.uri, self.storage_options, self.session)
+            atbl = await self._async_db.open_table(name)
+            self._async_tables[name] = (tbl, atbl)
+        return await nearest(atbl, vector, limit, [*SEARCH_COLUMNS, "_distance"], where, nprobes, refine_factor, ef)
 
     def frames_where(self, where: str) -> pa.Table:
         """video_id, t, vector of the stored frames matching a (built, trusted) SQL predicate."""
@@ -662,13 +687,42 @@ def _lance_threads() -> None:
         os.environ["LANCE_CPU_THREADS"] = str(cores)
 
 
-def _connect(uri: str, storage_options: dict | None):
+def _connect(uri: str, storage_options: dict | None, session):
     _lance_threads()
     import lancedb
 
     # Strong consistency: every read sees the latest commit, from this handle or any other
     # (a search process must see videos another process just ingested).
-    return lancedb.connect(uri, storage_options=storage_options or None, read_consistency_interval=timedelta(0))
+    return lancedb.connect(uri, storage_options=storage_options or None, read_consistency_interval=timedelta(0),
+                           session=session)
+
+
+async def _connect_async(uri: str, storage_options: dict | None, session):
+    import lancedb
+
+    return await lancedb.connect_async(uri, storage_options=storage_options or None,
+                                       read_consistency_interval=timedelta(0), session=session)
+
+
+async def nearest(atbl, vector: np.ndarray, limit: int, columns: list[str], where: str | None = None,
+                  nprobes: int | None = None, refine_factor: int | None = None, ef: int | None = None) -> pa.Table:
+    """`columns` of the `limit` rows nearest `vector` by dot product in a LanceDB AsyncTable, with an
+    index's search settings (benchmarks/ann.py times searches through this too)."""
+    query = atbl.query().nearest_to(vector).distance_type("dot").limit(limit)
+    if where is not None:
+        query = query.where(where)  # the async API prefilters by default
+    return await _ann(query, limit, nprobes, refine_factor, ef).select(columns).to_arrow()
+
+
+def _ann(query, limit: int, nprobes: int | None, refine_factor: int | None, ef: int | None):
+    """A LanceDB vector query (sync or async builder) with an index's search settings."""
+    if nprobes is not None:
+        query = query.nprobes(int(nprobes))
+    if refine_factor is not None:
+        query = query.refine_factor(int(refine_factor))
+    if ef is not None:
+        query = query.ef(max(int(ef), limit * int(refine_factor or 1)))
+    return query
 
 
 def describe_mismatch(key: str, have: dict, want: dict) -> str:
