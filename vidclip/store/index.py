@@ -63,8 +63,8 @@ RQ_ROWS_PER_PARTITION = 2048
 def rq_partitions(n_rows: int) -> int:
     """IVF partitions of an IVF_RQ index on n_rows vectors: 256 up to ~500k rows, then one per 2048
     rows.  Measured on hard data with out-of-distribution queries (benchmarks/ann_hard_*.json): at
-    100k, 256 partitions reach recall@10 0.966 at 5.7 ms; at 1M, 512 partitions 0.955 at 9.9 ms
-    against 256 partitions' 0.966 at 10.3 ms (k=10), and in a run asking 40 rows 1024 partitions
+    100k, 256 partitions reach recall@10 0.966 at 5.7 ms; at 1M, 512 partitions 0.954 at 8.6 ms
+    against 256 partitions' 0.952 at 9.8 ms (k=10), and in a run asking 40 rows 1024 partitions
     beat 256 (14.1 vs 15.5 ms).  More partitions also train longer (k-means cost ~ partitions^2)."""
     return max(RQ_MIN_PARTITIONS, n_rows // RQ_ROWS_PER_PARTITION)
 
