@@ -47,6 +47,7 @@ def test_each_thread_awaits_on_its_own_loop_and_a_running_loop_is_left_alone():
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/fdinfo"), reason="Linux: fork and /proc/self/fdinfo")
+@pytest.mark.filterwarnings("ignore:lance is not fork-safe")  # the child touches no Lance object
 def test_a_forked_child_makes_its_own_loop():
     parent = _own_loop()
     r, w = os.pipe()
