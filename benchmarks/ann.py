@@ -367,9 +367,9 @@ def calibrated(tbl, atbl, config: IndexConfig, partitions: int, calibration: dic
         cal_s = time.perf_counter() - t0
         source = STORED if vectors is None else TEXT  # the OOD queries stand for text prompts
         recorded = vindex.with_margin(chosen, partitions, source, cal_r)
-        variants = [("as calibrated", chosen)] + ([("recorded (with margin)", recorded)] if recorded != chosen else [])
+        variants = ([("recorded (as calibrated)", chosen)] if recorded == chosen
+                    else [("as calibrated", chosen), ("recorded (with margin)", recorded)])
         for label, s in variants:
-            label = "recorded (as calibrated)" if recorded == chosen else label
             setting = Setting(s.nprobes, s.refine_factor, s.ef)
             # as vidclip searches: SEARCH_LIMIT rows, re-ranking the candidates calibrated at k rows
             searched = Setting(s.nprobes, vindex.refine_for(SEARCH_LIMIT, s.refine_factor), s.ef)

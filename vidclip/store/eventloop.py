@@ -4,8 +4,9 @@ LanceDB's synchronous API hands every call to one background event-loop thread a
 that thread hands the answer back: each vector search crosses threads four times (caller ->
 background loop -> Lance's runtime -> background loop -> caller).  Awaited on the caller's own
 loop it crosses twice.  Measured on a 1M-clip IVF_RQ table (docs/performance.md, "ANN on hard
-data"): 1.1-1.7 ms less per search on a quiet 2-core machine, and about half the latency while
-other processes keep both cores busy, where every hand-over waits for the scheduler.
+data"), interleaved in one process on a quiet 2-core machine: 2-3 ms less per search (p50 ratios
+0.64-0.90), and about half the latency at 100k rows while other processes kept both cores busy,
+where every hand-over waits for the scheduler.
 
 `run_here` runs a coroutine to completion on a private event loop of the calling thread (one per
 thread and process, made on first use).  A thread that already runs an event loop (a notebook
@@ -26,7 +27,7 @@ NOT_RUN = object()  # run_here's answer when this thread already runs an event l
 
 
 class _OwnLoop:
-    """One thread's private event loop, closed when the thread's locals go (or at exit)."""
+    """One thread's private event loop, closed when the thread's locals are freed (the thread ends)."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()  # a forked child must not reuse its parent's loop (its self-pipe is shared)
