@@ -5,10 +5,10 @@ Below `EXACT_THRESHOLD` rows a table stays on exact (flat) search: a full scan i
 `DEFAULT_INDEX_TYPE` is trained (IVF_RQ: 4-bit RaBitQ codes in IVF partitions, candidates re-ranked
 on their exact vectors; chosen on hard, out-of-distribution data, benchmarks/ann_hard_*.json and
 docs/performance.md), and the query-time settings (`nprobes`, `refine_factor`, and `ef` for HNSW)
-are *calibrated on the table itself*: the cheapest setting whose recall@10 against exact search
-reaches `CALIBRATION_TARGET` on calibration queries (vidclip.store.calibration: text prompts through
-the store's text tower, or perturbed stored vectors); settings from stored vectors get a safety
-margin on top (`with_margin`).
+are *calibrated on the table itself*: the fastest setting, timed on the table, whose recall@10
+against exact search reaches `CALIBRATION_TARGET` on calibration queries (vidclip.store.calibration:
+text prompts through the store's text tower, or perturbed stored vectors); settings from stored
+vectors get a safety margin on top (`with_margin`).
 The result is recorded in store meta under "index" (one entry per table name), where
 `query_options` reads it back.
 
@@ -51,7 +51,7 @@ REINDEX_UNINDEXED_FRACTION = 0.10
 REINDEX_GROWTH = 2.0
 INDEX_NAME = "vector_idx"  # LanceDB's default name for an index on the "vector" column
 NPROBES_LADDER = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
-REFINE_LADDER = (None, 2, 5, 10, 20, 40)  # 2: at 1M, nprobes 96 + refine 2 was the fastest setting above 0.95
+REFINE_LADDER = (None, 2, 5, 10, 20, 40)  # at 1M, a light re-rank over more partitions beat a deep one (cheapest_reaching)
 EF_LADDER = (64, 128, 256, 512, 1024)
 K = 10
 
@@ -192,13 +192,63 @@ def recall(truth: list[set], found: list[set]) -> float:
     return float(np.mean([len(t & f) / max(1, len(t)) for t, f in zip(truth, found)]))
 
 
-def settings_ladder(index_type: str, num_partitions: int) -> list[Setting]:
-    """Settings in the order calibration tries them: cheapest first."""
+def settings_ladder(index_type: str, num_partitions: int) -> list[list[Setting]]:
+    """Settings calibration may try, in groups of one search breadth (nprobes, or ef for HNSW) with
+    their re-rank depths, cheapest first in both orders."""
     if index_type == "IVF_HNSW_SQ":  # few partitions, all probed; the graph's ef does the work
-        return [Setting(num_partitions, r, ef) for ef in EF_LADDER for r in (None, 5)]
+        return [[Setting(num_partitions, r, ef) for r in (None, 5)] for ef in EF_LADDER]
     refines = REFINE_LADDER if index_type != "IVF_FLAT" else (None,)
     probes = sorted({min(p, num_partitions) for p in NPROBES_LADDER})
-    return [Setting(p, r) for p in probes for r in refines]
+    return [[Setting(p, r) for r in refines] for p in probes]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One setting measured on the calibration queries."""
+
+    setting: Setting
+    recall: float
+    seconds: float  # all calibration queries, one after another
+
+
+RETIME_WITHIN = 1.25  # settings reaching the target within this factor of the fastest are timed again
+
+
+def cheapest_reaching(groups: list[list[Setting]], measure: Callable[[Setting], Trial], target: float,
+                      retime: Callable[[Setting], float] | None = None) -> tuple[Trial, list[Trial]]:
+    """The fastest measured setting whose recall reaches `target`, and every trial made.
+
+    Within a group, deeper re-ranking only adds time, so the walk stops at the first depth reaching
+    the target, or at one already slower than the fastest setting found.  A group whose cheapest
+    setting is already slower than that ends the walk: every broader search is slower still.  So a
+    wider search without re-ranking competes with a narrower one re-ranking more candidates, by
+    time: at 1M rows, (128 probes, refine 2) reached 0.97 faster than (96, refine 10), which an
+    nprobes-major "first reaching" walk would pick.  Near ties (within RETIME_WITHIN) are timed
+    again with `retime` and decided on both timings.  With no setting reaching the target, the
+    highest recall is returned."""
+    trials: list[Trial] = []
+    reaching: list[Trial] = []
+    for group in groups:
+        fastest = min((r.seconds for r in reaching), default=math.inf)
+        first = None
+        for setting in group:
+            t = measure(setting)
+            trials.append(t)
+            first = first or t
+            if t.recall >= target:
+                reaching.append(t)
+                break
+            if t.seconds >= fastest:
+                break
+        if first is not None and first.seconds >= fastest:
+            break
+    if not reaching:
+        return max(trials, key=lambda t: t.recall), trials
+    fastest = min(r.seconds for r in reaching)
+    near = [r for r in reaching if r.seconds <= RETIME_WITHIN * fastest]
+    if retime is not None and len(near) > 1:
+        near = [replace(r, seconds=r.seconds + retime(r.setting)) for r in near]
+    return min(near, key=lambda t: t.seconds), trials
 
 
 def refine_for(limit: int, refine_factor: int | None) -> int | None:
@@ -238,21 +288,28 @@ def with_margin(setting: Setting, num_partitions: int, source: str = TEXT, calib
 
 def calibrate(tbl, index_type: str, num_partitions: int, queries: np.ndarray | None = None,
               target: float = CALIBRATION_TARGET) -> tuple[Setting, float]:
-    """The first (cheapest) setting of `settings_ladder` reaching `target` recall@10 against exact
-    search on `queries` (default: stored-vector queries); the best found otherwise."""
+    """The fastest setting (`cheapest_reaching`) whose recall@10 against exact search on `queries`
+    (default: stored-vector queries) reaches `target`, timed on this table; the best found otherwise."""
     if queries is None:
         from vidclip.store.calibration import stored_queries
 
         queries = stored_queries(tbl).vectors
     truth = exact_neighbours(tbl, queries)
-    best = (Setting(num_partitions), 0.0)
-    for setting in settings_ladder(index_type, num_partitions):
-        r = recall(truth, search_ids(tbl, queries, setting))
-        if r >= target:
-            return setting, r
-        if r > best[1]:
-            best = (setting, r)
-    return best
+    search_ids(tbl, queries[:8], Setting(min(num_partitions, NPROBES_LADDER[0])))  # warm the index caches
+
+    def timed(setting: Setting) -> tuple[list[set], float]:
+        t0 = time.perf_counter()
+        found = search_ids(tbl, queries, setting)
+        return found, time.perf_counter() - t0
+
+    def measure(setting: Setting) -> Trial:
+        found, seconds = timed(setting)
+        return Trial(setting, recall(truth, found), seconds)
+
+    best, trials = cheapest_reaching(settings_ladder(index_type, num_partitions), measure, target,
+                                     retime=lambda s: timed(s)[1])
+    log.debug("calibration trials: %s", [(t.setting, round(t.recall, 4), round(t.seconds, 3)) for t in trials])
+    return best.setting, best.recall
 
 
 # -- building ---------------------------------------------------------------------------------------
