@@ -9,7 +9,7 @@ import pytest
 
 from vidclip.store.store import Store
 
-from vidclip.store.schema import OK, VIDEO_SCHEMA, segment_schema, vectors_array
+from vidclip.store.schema import OK, SEARCH_COLUMNS, VIDEO_SCHEMA, segment_schema, vectors_array
 
 DIM = 32
 
@@ -44,7 +44,7 @@ def _lance_flat(store, q, limit, ids=None):
     query = store.table("clips").search(q).distance_type("dot").limit(limit).bypass_vector_index()
     if ids is not None:
         query = query.where("video_id IN (" + ", ".join(f"'{i}'" for i in sorted(ids)) + ")", prefilter=True)
-    return query.select(["video_id", "clip_id", "start_s", "end_s", "n_frames", "_distance"]).to_arrow()
+    return query.select([*SEARCH_COLUMNS, "_distance"]).to_arrow()
 
 
 def test_matches_lancedb_flat_search(store):

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from vidclip.query.search import rows_to_fetch
 from vidclip.store import index as vindex
 from vidclip.store.calibration import PROMPTS, CalibrationSet, stored_queries
 from vidclip.store.store import Store
@@ -139,6 +140,11 @@ def test_every_index_type_builds_calibrates_and_is_searched_with_its_settings(st
         assert clip.refine_factor is None  # exact vectors: nothing to re-rank
     if index_type == "IVF_RQ":
         assert store.meta["index"][table]["num_bits"] == vindex.RQ_BITS
+    assert store.meta["index"][table]["calibrated_limit"] == vindex.CALIBRATION_LIMIT
+    # a search asking 4x the rows re-ranks the calibrated candidates, not 4x as many
+    if clip.refine_factor:
+        wide = vindex.query_options(store, table, 4 * vindex.CALIBRATION_LIMIT)["refine_factor"]
+        assert wide == -(-clip.refine_factor // 4) and opts["refine_factor"] == clip.refine_factor
     # the store's own search path applies the recorded settings (ef raised to limit x refine), on
     # fresh queries of the calibration's kind (another seed)
     queries = stored_queries(store.table(table), n=40, seed=1).vectors
@@ -153,11 +159,16 @@ def test_every_index_type_builds_calibrates_and_is_searched_with_its_settings(st
 
 
 def test_refine_factor_keeps_the_calibrated_candidate_count():
-    assert vindex.refine_for(vindex.K, 5) == 5
-    assert vindex.refine_for(40, 5) == 2  # 80 candidates >= the 50 calibrated
-    assert vindex.refine_for(40, 20) == 5
+    # calibrated as a k=10 search asks: CALIBRATION_LIMIT rows
+    assert vindex.CALIBRATION_LIMIT == rows_to_fetch(vindex.K)
+    assert vindex.refine_for(vindex.CALIBRATION_LIMIT, 2) == 2
+    assert vindex.refine_for(vindex.K, 2) == 8  # 10 rows: 80 candidates, as calibrated
+    assert vindex.refine_for(160, 5) == 2  # 320 candidates >= the 200 calibrated
     assert vindex.refine_for(1000, 5) == 1
     assert vindex.refine_for(40, None) is None
+    # stores indexed before: calibrated at K rows
+    assert vindex.refine_for(40, 5, calibrated_limit=vindex.K) == 2
+    assert vindex.refine_for(40, 20, calibrated_limit=vindex.K) == 5
 
 
 @pytest.mark.slow

@@ -100,6 +100,13 @@ def check_request(k: int, per_video: int, level: str) -> None:
         raise QueryError(f"per_video must be an integer >= 1, got {per_video!r}")
 
 
+def rows_to_fetch(want: int) -> int:
+    """Rows asked of the vector search for `want` results after grouping and filtering: 4 per
+    result (clips of one video crowding the top still leave enough videos), at least 32.  An index's
+    settings are calibrated on the request for k=10 (vidclip.store.index.CALIBRATION_LIMIT)."""
+    return max(4 * want, 32)
+
+
 def check_ann(nprobes, refine_factor) -> None:
     for name, value in (("nprobes", nprobes), ("refine_factor", refine_factor)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -133,14 +140,7 @@ def search_vector(
         return Hits()
     query = np.asarray(query, dtype=np.float32)
     table = store.segments[level]
-    ef, recorded = None, False
-    if nprobes is None and refine_factor is None:
-        from vidclip.store.index import query_options, refine_for
-
-        # the parameters `vidclip index` measured for this table ({} when it searches exactly)
-        opts = query_options(store, table)
-        nprobes, refine_factor, ef = opts.get("nprobes"), opts.get("refine_factor"), opts.get("ef")
-        recorded = bool(opts)
+    recorded = nprobes is None and refine_factor is None  # the settings `vidclip index` measured
     cap = per_video if level == "clip" else 1
     prefilter = None
     if where:
@@ -150,13 +150,15 @@ def search_vector(
         if len(ids) <= PREFILTER_MAX:
             prefilter = set(ids)
     want = max(k * cap, rerank_k if rerank else 0)  # candidate rows needed after dropping others
-    fetch = max(4 * want, 32)
+    fetch = rows_to_fetch(want)
     speculative = None  # frames fetched for the first page's top groups, beside the videos lookup
     while True:
-        refine = refine_factor
-        if recorded:  # calibrated at 10 rows: re-rank as many candidates as calibration did, not fetch x refine
-            refine = refine_for(fetch, refine_factor)
-        rows = store.search_vectors(table, query, fetch, prefilter, nprobes=nprobes, refine_factor=refine, ef=ef).to_pylist()
+        ann = {"nprobes": nprobes, "refine_factor": refine_factor}
+        if recorded:  # for this table and `fetch` rows ({} when it searches exactly)
+            from vidclip.store.index import query_options
+
+            ann = query_options(store, table, fetch)
+        rows = store.search_vectors(table, query, fetch, prefilter, **ann).to_pylist()
         exhausted = len(rows) < fetch  # a short page: no more candidates to fetch
         # with a prefilter the rows already come only from ok videos the filter allows
         lookup = _pool().submit(store.video_uris, {r["video_id"] for r in rows}, where=None if prefilter is not None else where)

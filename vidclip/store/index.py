@@ -51,9 +51,14 @@ REINDEX_UNINDEXED_FRACTION = 0.10
 REINDEX_GROWTH = 2.0
 INDEX_NAME = "vector_idx"  # LanceDB's default name for an index on the "vector" column
 NPROBES_LADDER = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
-REFINE_LADDER = (None, 2, 5, 10, 20, 40)  # at 1M, a light re-rank over more partitions beat a deep one (cheapest_reaching)
+REFINE_LADDER = (None, 1, 2, 3, 5, 10, 20)  # x CALIBRATION_LIMIT candidates re-ranked: 40 to 800
+HNSW_REFINE_LADDER = (None, 1)
 EF_LADDER = (64, 128, 256, 512, 1024)
 K = 10
+# Rows a search asks LanceDB for at k=10 (vidclip.query.search.rows_to_fetch: 4 per result, so
+# that clips of one video crowding the top still leave k videos).  Calibration searches as that
+# search does: recall@10 is of its first 10 rows, and the time is that request's.
+CALIBRATION_LIMIT = 40
 
 
 RQ_MIN_PARTITIONS = 256
@@ -85,6 +90,7 @@ class TableIndex:
     nprobes: int | None = None
     refine_factor: int | None = None
     ef: int | None = None  # IVF_HNSW_SQ
+    calibrated_limit: int | None = None  # rows asked per calibration search: refine_factor is for that many
     recall_at_10: float | None = None  # measured on this table at build time, on the calibration queries
     calibration: str | None = None  # which queries: "96 text prompts", "96 stored vectors"
     rows_at_build: int | None = None
@@ -174,17 +180,19 @@ def exact_neighbours(tbl, queries: np.ndarray, k: int = K, batch: int = 65_536) 
     return [set(int(i) for i in row) for row in best_i]
 
 
-def search_ids(tbl, queries: np.ndarray, setting: Setting, k: int = K) -> list[set]:
+def search_ids(tbl, queries: np.ndarray, setting: Setting, k: int = K, limit: int = CALIBRATION_LIMIT) -> list[set]:
+    """The `_rowid`s of the first k of `limit` rows each query's search returns with `setting`."""
     out = []
+    limit = max(limit, k)
     for q in queries:
-        query = tbl.search(q).distance_type("dot").limit(k).with_row_id(True).select(["_distance"])
+        query = tbl.search(q).distance_type("dot").limit(limit).with_row_id(True).select(["_distance"])
         if setting.nprobes:
             query = query.nprobes(setting.nprobes)
         if setting.refine_factor:
             query = query.refine_factor(setting.refine_factor)
         if setting.ef:
-            query = query.ef(max(setting.ef, k * (setting.refine_factor or 1)))
-        out.append(set(query.to_arrow().column("_rowid").to_pylist()))
+            query = query.ef(max(setting.ef, limit * (setting.refine_factor or 1)))
+        out.append(set(query.to_arrow().column("_rowid").to_pylist()[:k]))
     return out
 
 
@@ -196,7 +204,7 @@ def settings_ladder(index_type: str, num_partitions: int) -> list[list[Setting]]
     """Settings calibration may try, in groups of one search breadth (nprobes, or ef for HNSW) with
     their re-rank depths, cheapest first in both orders."""
     if index_type == "IVF_HNSW_SQ":  # few partitions, all probed; the graph's ef does the work
-        return [[Setting(num_partitions, r, ef) for r in (None, 5)] for ef in EF_LADDER]
+        return [[Setting(num_partitions, r, ef) for r in HNSW_REFINE_LADDER] for ef in EF_LADDER]
     refines = REFINE_LADDER if index_type != "IVF_FLAT" else (None,)
     probes = sorted({min(p, num_partitions) for p in NPROBES_LADDER})
     return [[Setting(p, r) for r in refines] for p in probes]
@@ -251,14 +259,15 @@ def cheapest_reaching(groups: list[list[Setting]], measure: Callable[[Setting], 
     return min(near, key=lambda t: t.seconds), trials
 
 
-def refine_for(limit: int, refine_factor: int | None) -> int | None:
-    """The refine factor to pass LanceDB when `limit` rows are asked with a setting calibrated at K
-    rows: the same number of re-ranked candidates (K x refine_factor, at least `limit`).  A search
-    asking for 40 rows with the calibrated factor would re-rank 4x the candidates, each a random read
-    of a raw vector, and the top K of a superset of the calibrated candidates is at least as good."""
+def refine_for(limit: int, refine_factor: int | None, calibrated_limit: int = CALIBRATION_LIMIT) -> int | None:
+    """The refine factor to pass LanceDB when `limit` rows are asked with a setting calibrated at
+    `calibrated_limit` rows: the same number of re-ranked candidates (calibrated_limit x
+    refine_factor, at least `limit`).  A search asking for 4x the rows with the calibrated factor
+    would re-rank 4x the candidates, each a random read of a raw vector, and the top K of a superset
+    of the calibrated candidates is at least as good."""
     if not refine_factor:
         return refine_factor
-    return max(1, math.ceil(refine_factor * K / max(limit, 1)))
+    return max(1, math.ceil(refine_factor * calibrated_limit / max(limit, 1)))
 
 
 def with_margin(setting: Setting, num_partitions: int, source: str = TEXT, calibrated_recall: float = 0.0) -> Setting:
@@ -289,7 +298,8 @@ def with_margin(setting: Setting, num_partitions: int, source: str = TEXT, calib
 def calibrate(tbl, index_type: str, num_partitions: int, queries: np.ndarray | None = None,
               target: float = CALIBRATION_TARGET) -> tuple[Setting, float]:
     """The fastest setting (`cheapest_reaching`) whose recall@10 against exact search on `queries`
-    (default: stored-vector queries) reaches `target`, timed on this table; the best found otherwise."""
+    (default: stored-vector queries) reaches `target`, searched and timed on this table as a k=10
+    search asks (CALIBRATION_LIMIT rows); the best found otherwise."""
     if queries is None:
         from vidclip.store.calibration import stored_queries
 
@@ -354,7 +364,7 @@ def build_table_index(store, level: str, threshold: int = EXACT_THRESHOLD, force
         level, name, rows, "ann", index_type=index_type, num_partitions=params["num_partitions"],
         num_sub_vectors=params.get("num_sub_vectors"), num_bits=params.get("num_bits"),
         nprobes=setting.nprobes, refine_factor=setting.refine_factor, ef=setting.ef,
-        recall_at_10=round(r, 4), calibration=calibration.label, rows_at_build=rows, indexed_rows=indexed,
+        calibrated_limit=CALIBRATION_LIMIT, recall_at_10=round(r, 4), calibration=calibration.label, rows_at_build=rows, indexed_rows=indexed,
         unindexed_rows=unindexed, build_s=round(build_s, 2),
         note=("" if r >= TARGET_RECALL else f"recall@10 {r:.3f} below {TARGET_RECALL} even at the largest setting"),
     )
@@ -376,7 +386,7 @@ def build_index(store, threshold: int = EXACT_THRESHOLD, force: bool = False,
 
 
 RECORDED = ("mode", "index_type", "metric", "num_partitions", "num_sub_vectors", "num_bits", "nprobes", "refine_factor",
-            "ef", "recall_at_10", "calibration", "rows_at_build")
+            "ef", "calibrated_limit", "recall_at_10", "calibration", "rows_at_build")
 
 
 def _build_index(store, threshold: int, force: bool, index_type: str, calibration) -> IndexReport:
@@ -394,13 +404,16 @@ def _build_index(store, threshold: int, force: bool, index_type: str, calibratio
 
 
 # -- reading ----------------------------------------------------------------------------------------
-def query_options(store, table_name: str) -> dict:
-    """Query-time settings for `table_name`: {} for exact search, else {"nprobes", "refine_factor"}
-    and, for an HNSW index, "ef"."""
+def query_options(store, table_name: str, limit: int = CALIBRATION_LIMIT) -> dict:
+    """Query-time settings for a search of `table_name` asking `limit` rows: {} for exact search,
+    else {"nprobes", "refine_factor"} and, for an HNSW index, "ef".  The refine factor re-ranks as
+    many candidates as calibration did (`refine_for`; stores indexed before calibration searched
+    CALIBRATION_LIMIT rows were calibrated at K)."""
     entry = (store.meta.get("index") or {}).get(table_name)
     if not entry or entry.get("mode") != "ann":
         return {}
-    opts = {"nprobes": entry.get("nprobes"), "refine_factor": entry.get("refine_factor")}
+    refine = refine_for(limit, entry.get("refine_factor"), entry.get("calibrated_limit") or K)
+    opts = {"nprobes": entry.get("nprobes"), "refine_factor": refine}
     if entry.get("ef"):
         opts["ef"] = entry["ef"]
     return opts

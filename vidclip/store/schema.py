@@ -87,7 +87,7 @@ def vectors_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
 
 
-SEARCH_COLUMNS = ["video_id", "clip_id", "start_s", "end_s", "n_frames"]  # what a vector search returns
+SEARCH_COLUMNS = ["video_id", "clip_id", "start_s", "end_s"]  # what a vector search returns (each column taken costs ~0.3 ms at 1M rows)
 
 
 def vectors_of(column) -> np.ndarray:
