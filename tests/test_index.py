@@ -297,6 +297,12 @@ def test_calibration_picks_the_fastest_setting_reaching_the_target_not_the_first
     # cheapest setting is already slower than the fastest found: 256 probes are never searched
     assert measured == [(96, None), (96, 2), (96, 5), (96, 10), (128, None), (128, 2), (192, None)]
 
+    # a group stops deepening once a deeper re-rank finds nothing more: the breadth is short
+    flat = dict(table)
+    flat.update({(96, 2): (0.94, 6.0), (96, 5): (0.94, 7.0), (96, 10): (0.94, 8.0)})
+    best, measured = _walk(flat)
+    assert best == (128, 2) and measured[:4] == [(96, None), (96, 2), (96, 5), (128, None)]
+
     # a group stops deepening at a depth already slower than the fastest setting found
     table[(128, 2)] = (0.96, 8.5)
     best, measured = _walk(table)
