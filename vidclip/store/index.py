@@ -68,8 +68,8 @@ RQ_ROWS_PER_PARTITION = 2048
 def rq_partitions(n_rows: int) -> int:
     """IVF partitions of an IVF_RQ index on n_rows vectors: 256 up to ~500k rows, then one per 2048
     rows.  Measured on hard data with out-of-distribution queries (benchmarks/ann_hard_*.json): at
-    100k, 256 partitions reach recall@10 0.966 at 5.7 ms; at 1M, 512 partitions 0.954 at 8.6 ms
-    against 256 partitions' 0.952 at 9.8 ms (k=10), and in a run asking 40 rows 1024 partitions
+    100k, 256 partitions reach recall@10 0.966 at 5.7 ms; at 1M, 512 partitions 0.959 at 7.8 ms
+    against 256 partitions' 0.957 at 8.7 ms (k=10), and in a run asking 40 rows 1024 partitions
     beat 256 (14.1 vs 15.5 ms).  More partitions also train longer (k-means cost ~ partitions^2)."""
     return max(RQ_MIN_PARTITIONS, n_rows // RQ_ROWS_PER_PARTITION)
 
@@ -277,7 +277,7 @@ def with_margin(setting: Setting, num_partitions: int, source: str = TEXT, calib
     """The setting to record for one calibrated on `source` queries to `calibrated_recall`.
 
     A text-prompt calibration that reached CALIBRATION_TARGET is recorded as it is: aiming at 0.97
-    where 0.95 is the target is the margin.  On hard data such settings held recall@10 0.968-0.981
+    where 0.95 is the target is the margin.  On hard data such settings held recall@10 0.970-0.986
     on fresh out-of-distribution queries (benchmarks/ann_hard_1m.json, "as calibrated"), and
     doubling their nprobes on top cost ~30% more time for 0.994 (docs/performance.md).
     Otherwise a margin is added: twice the nprobes (IVF) or ef (HNSW), and for stored-vector
