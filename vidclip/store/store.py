@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from vidclip.errors import QueryError, StoreError, StoreMismatchError
 from vidclip.store.exact import ExactIndex, VideoDirectory
+from vidclip.store.deferred import defer_namespace_client
 from vidclip.store.eventloop import NOT_RUN, run_here
 from vidclip.store.schema import (
     FAILED, FRAME_NORM, FTS_COLUMN, META_SCHEMA, OK, PENDING, SEARCH_COLUMNS, SOURCE_SCHEMA, VIDEO_SCHEMA,
@@ -216,7 +217,7 @@ class Store:
     def session(self):
         """LanceDB's session (index and metadata caches) of this store's connections."""
         if self._session is None:
-            _lance_threads()
+            _before_lancedb()
             import lancedb
 
             self._session = lancedb.Session()
@@ -674,6 +675,13 @@ class Store:
                                  "once where the store is writable, or search without --hybrid)") from None
 
 
+def _before_lancedb() -> None:
+    """What must happen before lancedb is first imported: its thread count, and its REST namespace
+    client deferred (vidclip/store/deferred.py)."""
+    _lance_threads()
+    defer_namespace_client()
+
+
 def _lance_threads() -> None:
     """Lance computes (index builds, vector search) on cores - 2 threads, and on one when a machine
     has 2 or fewer cores (lance-core's calculate_num_compute_intensive_cpus): an index build on a
@@ -688,7 +696,7 @@ def _lance_threads() -> None:
 
 
 def _connect(uri: str, storage_options: dict | None, session):
-    _lance_threads()
+    _before_lancedb()
     import lancedb
 
     # Strong consistency: every read sees the latest commit, from this handle or any other
