@@ -155,6 +155,18 @@ def _peer(paths: list[str], work: Path, python: str, weights: str = "None") -> d
     return res
 
 
+PEER_PACKAGES = ("clip-video-encode", "video2numpy", "opencv-python-headless", "torch", "open_clip_torch", "numpy")
+
+
+def peer_versions(python: str) -> dict:
+    """The versions that decide the peer's speed, from its own environment (opencv-python-headless 5.0
+    took ~25% more CPU than the 4.x this benchmark first ran with)."""
+    code = ("import json, importlib.metadata as m\nout = {}\nfor p in %r:\n    try: out[p] = m.version(p)\n"
+            "    except m.PackageNotFoundError: pass\nprint(json.dumps(out))") % (PEER_PACKAGES,)
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
+    return json.loads(done.stdout) if done.returncode == 0 else {}
+
+
 def peer_importable(python: str) -> bool:
     done = subprocess.run([python, "-c", "import clip_video_encode, video2numpy, cv2"], capture_output=True, check=False)
     return done.returncode == 0
@@ -202,7 +214,7 @@ def run(repeats: int, python: str | None, source: str | None, cache: Path, log=p
                 log(f"{res} vidclip parts run {r + 1}: ingest {p['pipeline']['wall_s']:.1f}s, decode-only "
                     f"{p['decode_only']['wall_s']:.1f}s, encode-only {p['encode_only']['wall_s']:.1f}s")
     return {"benchmark": "peer", "machine": corpus.machine_info(), "repeats": repeats, "model": MODEL,
-            "peer_python": peer, "source_before": source, "weights": weights, "checkpoint": checkpoint, "corpus": [v.to_dict() for v in videos],
+            "peer_python": peer, "peer_versions": peer_versions(peer) if peer else None, "source_before": source, "weights": weights, "checkpoint": checkpoint, "corpus": [v.to_dict() for v in videos],
             "runs": runs, "parts": parts, "summary": summarize(runs, parts)}
 
 
