@@ -1,4 +1,4 @@
-"""vidclip.store.deferred: lancedb is imported without its REST namespace client's API modules, and
+"""vidclip.store.deferral: lancedb is imported without its REST namespace client's API modules, and
 the client still works for whoever asks for it."""
 
 from __future__ import annotations
