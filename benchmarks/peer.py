@@ -78,7 +78,9 @@ def _tree_rss_kb(root: int) -> tuple[int, int]:
 
 
 def measure(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> dict:
-    """Run cmd; wall, CPU of the whole tree, peak RSS (largest process, and summed over the tree)."""
+    """Run cmd; wall, CPU of the whole tree (and its user / system split, and minor page faults:
+    the peer's system time varies several-fold on this VM with what a page fault costs, see
+    docs/performance.md), peak RSS (largest process, and summed over the tree)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peaks = {"sum": 0, "max": 0}
@@ -103,7 +105,8 @@ def measure(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> 
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:6])} ... failed ({proc.returncode}):\n{''.join(err)[-3000:]}")
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": max(usage.ru_maxrss, peaks["max"]) / 1024,
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "user_s": usage.ru_utime, "sys_s": usage.ru_stime,
+            "minor_faults": usage.ru_minflt, "peak_rss_mb": max(usage.ru_maxrss, peaks["max"]) / 1024,
             "peak_rss_sum_mb": peaks["sum"] / 1024, "stdout": "".join(out)}
 
 
@@ -207,6 +210,7 @@ def run(repeats: int, python: str | None, source: str | None, cache: Path, log=p
                     out = tools[tool](ps, work)
                     runs[res][tool].append(out)
                     log(f"{res} {tool:18s} run {r + 1}: wall {out['wall_s']:6.1f}s cpu {out['cpu_s']:6.1f}s "
+                        f"(user {out['user_s']:.1f} sys {out['sys_s']:.1f}, {out['minor_faults'] / 1e6:.2f}M faults) "
                         f"peak {out['peak_rss_mb']:6.0f} MB (tree {out['peak_rss_sum_mb']:6.0f} MB) "
                         f"frames {out['frames_out']}")
                 parts[res].append(_spawn_parts(ps))
@@ -239,6 +243,9 @@ def summarize(runs: dict, parts: dict) -> dict:
                        "cpu_s_per_frame": cpu / frames, "frames_out": frames,
                        "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in rs),
                        "peak_rss_sum_mb": statistics.median(r["peak_rss_sum_mb"] for r in rs)}
+            for key in ("user_s", "sys_s", "minor_faults"):
+                if all(key in r for r in rs):
+                    s[tool][key] = statistics.median(r[key] for r in rs)
         if "clip-video-encode" in s:
             s["cpu_per_frame_ratio_vs_peer"] = s["vidclip"]["cpu_s_per_frame"] / s["clip-video-encode"]["cpu_s_per_frame"]
             s["equal_frames_out"] = s["vidclip"]["frames_out"] == s["clip-video-encode"]["frames_out"]
@@ -254,12 +261,14 @@ def summarize(runs: dict, parts: dict) -> dict:
 
 
 def table(summary: dict) -> str:
-    lines = ["| corpus | tool | wall | CPU-s | CPU-s per frame | peak RSS (largest / tree) |", "|---|---|---|---|---|---|"]
+    lines = ["| corpus | tool | wall | CPU-s | user / system s | CPU-s per frame | peak RSS (largest / tree) |",
+             "|---|---|---|---|---|---|---|"]
     for res, s in summary.items():
         for tool in ("vidclip", "vidclip_before", "clip-video-encode"):
             if tool in s:
                 t = s[tool]
-                lines.append(f"| 8 x 30 s {res} | {tool} | {t['wall_s']:.1f} s | {t['cpu_s']:.1f} | "
+                split = f"{t['user_s']:.1f} / {t['sys_s']:.1f}" if "user_s" in t else "-"
+                lines.append(f"| 8 x 30 s {res} | {tool} | {t['wall_s']:.1f} s | {t['cpu_s']:.1f} | {split} | "
                              f"{t['cpu_s_per_frame']:.3f} | {t['peak_rss_mb'] / 1024:.1f} / {t['peak_rss_sum_mb'] / 1024:.1f} GB |")
     return "\n".join(lines)
 

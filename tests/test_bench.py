@@ -130,6 +130,10 @@ def test_peer_bench_measures_a_whole_process_tree():
     res = measure([sys.executable, "-c", code])
     assert res["stdout"].strip() == "done"
     assert res["cpu_s"] >= 0.5  # the grandchild's busy half second is counted
+    assert abs(res["user_s"] + res["sys_s"] - res["cpu_s"]) < 1e-6 and res["user_s"] >= 0.4
+    # page faults of the whole tree: two interpreters and numpy make thousands (huge pages may map
+    # the 200 MB array in a few hundred)
+    assert res["minor_faults"] >= 2000
     assert res["peak_rss_sum_mb"] >= 190 and res["peak_rss_mb"] >= 190
 
 
@@ -137,7 +141,8 @@ def test_peer_bench_summary_and_missing_peer(tmp_path):
     from benchmarks import peer
 
     def r(wall, cpu):
-        return {"wall_s": wall, "cpu_s": cpu, "frames_out": 240, "peak_rss_mb": 1000.0, "peak_rss_sum_mb": 3000.0}
+        return {"wall_s": wall, "cpu_s": cpu, "user_s": cpu * 0.75, "sys_s": cpu * 0.25, "minor_faults": 1000,
+                "frames_out": 240, "peak_rss_mb": 1000.0, "peak_rss_sum_mb": 3000.0}
 
     runs = {"720p": {"vidclip": [r(10, 20), r(12, 22), r(11, 21)], "clip-video-encode": [r(20, 40), r(21, 42), r(19, 38)]}}
     parts = {"720p": [{"pipeline": {"wall_s": 9.0}, "decode_only": {"wall_s": 6.0}, "encode_only": {"wall_s": 4.0}}]}
@@ -145,7 +150,8 @@ def test_peer_bench_summary_and_missing_peer(tmp_path):
     assert s["vidclip"]["cpu_s"] == 21 and s["clip-video-encode"]["cpu_s"] == 40
     assert abs(s["cpu_per_frame_ratio_vs_peer"] - 21 / 40) < 1e-9 and s["equal_frames_out"]
     assert abs(s["ingest_wall_over_parts"] - 0.9) < 1e-9
-    assert "| 8 x 30 s 720p | clip-video-encode | 20.0 s | 40.0 |" in peer.table(peer.summarize(runs, parts))
+    assert s["clip-video-encode"]["sys_s"] == 10 and s["vidclip"]["user_s"] == 21 * 0.75
+    assert "| 8 x 30 s 720p | clip-video-encode | 20.0 s | 40.0 | 30.0 / 10.0 |" in peer.table(peer.summarize(runs, parts))
     # a python that cannot import clip-video-encode: the command measures vidclip alone and says how to add it
     for name, status in (("without", 1), ("with", 0)):
         fake = tmp_path / f"python_{name}"
