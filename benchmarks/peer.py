@@ -162,8 +162,9 @@ PEER_PACKAGES = ("clip-video-encode", "video2numpy", "opencv-python-headless", "
 
 
 def peer_versions(python: str) -> dict:
-    """The versions that decide the peer's speed, from its own environment (opencv-python-headless 5.0
-    took ~25% more CPU than the 4.x this benchmark first ran with)."""
+    """The versions that may decide the peer's speed, from its own environment (recorded since its
+    CPU rose from 35 to 44-50 s between two stops; opencv 5.0 and 4.14 measured alike, so the
+    version was not the cause: docs/performance.md)."""
     code = ("import json, importlib.metadata as m\nout = {}\nfor p in %r:\n    try: out[p] = m.version(p)\n"
             "    except m.PackageNotFoundError: pass\nprint(json.dumps(out))") % (PEER_PACKAGES,)
     done = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
