@@ -57,8 +57,6 @@ def test_prefetch_queue_respects_its_byte_budget(tmp_path, width, height, most_f
     each frame's own bytes: a 16:9 video fills a budget of 10 nominal frames with 10 frames, a 16:1
     stripe (frames 9x larger at the model's decode size) with one.  Counted in frames, the stripe
     would have held 10 frames, 7.9 MB instead of 0.79."""
-    import time
-
     from vidclip.model.encoder import Encoder
     from vidclip.model.geometry import FrameGeometry
     from vidclip.ingest.video import triage
@@ -74,28 +72,37 @@ def test_prefetch_queue_respects_its_byte_budget(tmp_path, width, height, most_f
     decode = DecodeConfig(chunk_frames=1)
     with make_decoder(decode.job, decode.timeout_s, decode.isolate) as decoder:
         with runner._Prefetch(items, [decoder], SAMPLING, decode, geometry, max_bytes=budget) as prefetch:
-            seen, frame_bytes = 0, 0
-            for tag, _, payload in prefetch:
-                if tag == "msg" and payload[0] == runner.CHUNK and seen == 0:
-                    frame_bytes = payload[1].frames[0].nbytes
-                    # a stalled model: wait until the decoder has filled the budget (the deadline
-                    # only guards against a hang; the assertions below do not depend on timing)
-                    deadline = time.monotonic() + 120
-                    while prefetch._bytes + 2 * frame_bytes <= budget and time.monotonic() < deadline:
-                        time.sleep(0.05)
-                    time.sleep(0.5)  # room to overshoot the budget, were it not enforced
-                if tag == "msg":
-                    seen += len(payload[1].position) if payload[0] == runner.CHUNK else 0
+            seen, frame_bytes = _drain_stalling_once(prefetch, lambda fb: prefetch._bytes + fb > budget)
     assert seen == 20  # every sampled frame came through (fps=2, 10 s)
     assert prefetch.peak_bytes <= budget  # never past the budget ...
     assert prefetch.peak_bytes // frame_bytes == most_frames  # ... and it did run ahead to fill it
 
 
+def _drain_stalling_once(prefetch, full) -> tuple[int, int]:
+    """Consume the prefetch queue like a model that stalls on the first chunk of frames: it holds
+    that chunk until `full(frame_bytes)` says the queue can take no more (the deadline only guards
+    against a hang), then waits 0.5 s more, room to overshoot a limit that were not enforced.  The
+    stall is keyed to the first chunk itself, not to a queue reading taken earlier: under load the
+    decoder may queue frames before this thread has looked.  -> (frames seen, bytes of one frame)."""
+    import time
+
+    seen, frame_bytes = 0, 0
+    for tag, _, payload in prefetch:
+        if tag != "msg" or payload[0] != runner.CHUNK:
+            continue
+        if seen == 0:
+            frame_bytes = payload[1].frames[0].nbytes
+            deadline = time.monotonic() + 120
+            while not full(frame_bytes) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)
+        seen += len(payload[1].position)
+    return seen, frame_bytes
+
+
 def test_prefetch_queue_holds_small_frames_by_their_number(tmp_path):
     """160x120 frames are 58 KB: the byte budget of 10 nominal frames would hold 15 of them, the
     frame cap holds 6 (small frames buy nothing by queueing further ahead of the model)."""
-    import time
-
     from vidclip.model.encoder import Encoder
     from vidclip.model.geometry import FrameGeometry
     from vidclip.ingest.video import triage
@@ -111,15 +118,9 @@ def test_prefetch_queue_holds_small_frames_by_their_number(tmp_path):
     with make_decoder(decode.job, decode.timeout_s, decode.isolate) as decoder:
         with runner._Prefetch(items, [decoder], SAMPLING, decode, geometry, max_bytes=10 * geometry.frame_bytes(),
                               max_frames=6) as prefetch:
-            peak = 0
-            for tag, _, payload in prefetch:
-                if tag == "msg" and payload[0] == runner.CHUNK and peak == 0:
-                    deadline = time.monotonic() + 120
-                    while prefetch._frames < 6 and time.monotonic() < deadline:
-                        time.sleep(0.05)
-                    time.sleep(0.5)  # room to overshoot, were the cap not enforced
-                peak = max(peak, prefetch._frames)
-    assert peak == 6
+            seen, frame_bytes = _drain_stalling_once(prefetch, lambda fb: prefetch._frames >= 6)
+    assert seen == 20
+    assert prefetch.peak_bytes // frame_bytes == 6  # the cap, reached and never passed (bytes would allow 15)
 
 
 def _rows(lib):
