@@ -22,7 +22,7 @@ LAYERS = [
     ("vidclip.ingest",),
     ("vidclip.model",),
     ("vidclip.store",),
-    ("vidclip.config", "vidclip.errors", "vidclip.container", "vidclip.objectstore"),
+    ("vidclip.config", "vidclip.errors", "vidclip.container", "vidclip.objectstore", "vidclip.deferral"),
     ("temporal",),
 ]
 

@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from vidclip.errors import QueryError, StoreError, StoreMismatchError
 from vidclip.store.exact import ExactIndex, VideoDirectory
-from vidclip.store.deferral import defer_namespace_client
+from vidclip.deferral import defer_namespace_client
 from vidclip.store.eventloop import NOT_RUN, run_here
 from vidclip.store.schema import (
     FAILED, FRAME_NORM, FTS_COLUMN, META_SCHEMA, OK, PENDING, SEARCH_COLUMNS, SOURCE_SCHEMA, VIDEO_SCHEMA,
@@ -677,7 +677,7 @@ class Store:
 
 def _before_lancedb() -> None:
     """What must happen before lancedb is first imported: its thread count, and its REST namespace
-    client deferred (vidclip/store/deferral.py)."""
+    client deferred (vidclip/deferral.py)."""
     _lance_threads()
     defer_namespace_client()
 
