@@ -306,7 +306,7 @@ def _check_model_name(name: str) -> None:
 class _NoRandomInit(torch.overrides.TorchFunctionMode):
     """While a model is built for a checkpoint to overwrite, its random initialisers do nothing.
 
-    Building ViT-B-32 spends about 2 CPU-s drawing random numbers (each Linear's own init, then
+    Building ViT-B-32 spends about 0.7-2 CPU-s drawing random numbers (each Linear's own init, then
     open_clip's) that the checkpoint then replaces; every process that loads weights (an ingest, each
     Ray encoder actor, a search) paid that.  The in-place random fills torch.nn.init and open_clip
     call are skipped; everything else (shapes, non-persistent buffers such as the text attention
@@ -314,13 +314,20 @@ class _NoRandomInit(torch.overrides.TorchFunctionMode):
     parameter and persistent buffer (it refuses a checkpoint that misses any).  A torch function
     mode is thread-local: a model built on another thread meanwhile is initialised as usual."""
 
+    # The tensor methods, and torch.nn.init's random initialisers: in torch 2.14 (not checked before) these dispatch
+    # through the mode themselves (with the tensor as a keyword), and the methods they call inside
+    # then run with the mode off, so skipping only the methods skipped nothing.
     SKIPPED = frozenset({torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.random_,
                          torch.Tensor.bernoulli_, torch.Tensor.exponential_, torch.Tensor.log_normal_,
-                         torch.Tensor.cauchy_, torch.Tensor.geometric_})
+                         torch.Tensor.cauchy_, torch.Tensor.geometric_,
+                         torch.nn.init.uniform_, torch.nn.init.normal_, torch.nn.init.trunc_normal_,
+                         torch.nn.init.kaiming_uniform_, torch.nn.init.kaiming_normal_,
+                         torch.nn.init.xavier_uniform_, torch.nn.init.xavier_normal_,
+                         torch.nn.init.orthogonal_, torch.nn.init.sparse_})
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if func in self.SKIPPED:
-            return args[0]
+            return args[0] if args else kwargs["tensor"]
         return func(*args, **(kwargs or {}))
 
 
