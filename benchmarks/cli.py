@@ -26,9 +26,11 @@ from benchmarks import corpus
 from vidclip.cli.arguments import positive_int
 
 HEAVY = ("torch", "open_clip", "lancedb", "ray")
-PROBE = ("import runpy, sys; sys.argv = ['vidclip'] + sys.argv[1:]\n"
-         "try:\n    runpy.run_module('vidclip', run_name='__main__')\n"
-         "finally:\n    print('HEAVY', ','.join(m for m in %r if m in sys.modules), file=sys.stderr)\n" % (HEAVY,))
+# The heavy modules are reported by an atexit handler: the program ends with os._exit after its
+# atexit handlers (vidclip/cli/main.py), so a `finally` would never print.
+PROBE = ("import atexit, runpy, sys; sys.argv = ['vidclip'] + sys.argv[1:]\n"
+         "atexit.register(lambda: print('HEAVY', ','.join(m for m in %r if m in sys.modules), file=sys.stderr))\n"
+         "runpy.run_module('vidclip', run_name='__main__')\n" % (HEAVY,))
 
 
 def commands(db: str, model: str) -> dict[str, list[str]]:
