@@ -314,9 +314,10 @@ class _NoRandomInit(torch.overrides.TorchFunctionMode):
     parameter and persistent buffer (it refuses a checkpoint that misses any).  A torch function
     mode is thread-local: a model built on another thread meanwhile is initialised as usual."""
 
-    # The tensor methods, and torch.nn.init's random initialisers: in torch 2.14 (not checked before) these dispatch
-    # through the mode themselves (with the tensor as a keyword), and the methods they call inside
-    # then run with the mode off, so skipping only the methods skipped nothing.
+    # The tensor methods (HF towers call `weight.data.normal_`), and torch.nn.init's initialisers by
+    # name: in torch 2.14 uniform_/normal_/kaiming_uniform_ dispatch through this mode themselves,
+    # with the tensor as a keyword, and the methods they call then run with the mode off.  Skipping
+    # the whole initialiser also skips its other work (orthogonal_'s QR, trunc_normal_'s erfinv).
     SKIPPED = frozenset({torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.random_,
                          torch.Tensor.bernoulli_, torch.Tensor.exponential_, torch.Tensor.log_normal_,
                          torch.Tensor.cauchy_, torch.Tensor.geometric_,
