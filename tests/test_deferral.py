@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 CHECK = r"""
 import sys, threading
 from vidclip.store.store import Store
@@ -49,15 +51,11 @@ def test_a_store_opens_without_the_rest_client_api_modules_and_the_client_loads_
     assert "api modules after opening a store: 0" in out and "client works" in out
 
 
-def test_the_deferral_can_be_turned_off(tmp_path):
-    out = _run(tmp_path, "b", "eager", VIDCLIP_DEFER_NAMESPACE_CLIENT="0")
+@pytest.mark.parametrize("switch", ["VIDCLIP_DEFER_NAMESPACE_CLIENT", "VIDCLIP_DEFER_IMPORTS"])
+def test_the_deferral_can_be_turned_off(tmp_path, switch):
+    out = _run(tmp_path, "b", "eager", **{switch: "0"})
     n = int(out.split("api modules after opening a store:")[1].split()[0])
     assert n > 0  # lancedb's own import: every API module
-
-
-def test_the_deferral_of_every_package_is_turned_off_by_one_switch(tmp_path):
-    out = _run(tmp_path, "c", "eager", VIDCLIP_DEFER_IMPORTS="0")
-    assert int(out.split("api modules after opening a store:")[1].split()[0]) > 0
 
 
 VISION = r"""
