@@ -80,14 +80,16 @@ def test_search_click_and_play_from_the_moment(server, page, tmp_path):
     page.screenshot(path=str(shots / "serve-results.png"))
 
     first = expected[0]
-    # every seek the player makes, with where it landed (it plays on from there, so a later read of
-    # currentTime would be past the moment's start by however long the test took)
-    page.evaluate("window.seeks = []; document.getElementById('player')"
-                  ".addEventListener('seeked', e => window.seeks.push(e.target.currentTime))")
+    # every seek the player starts, with the position it seeks to (read at `seeking`: the player
+    # plays on once the seek is done, so at `seeked` currentTime is already past the moment's start
+    # by however late the event ran, 11 ms once on a loaded machine), and the seeks done
+    page.evaluate("window.seeks = []; window.seeked = 0; const p = document.getElementById('player');"
+                  "p.addEventListener('seeking', e => window.seeks.push(e.target.currentTime));"
+                  "p.addEventListener('seeked', () => { window.seeked += 1; })")
     cards.first.click()
     # wait_for_function always gets a function: an expression string is eval()ed while Playwright
     # polls, which the page's CSP (script-src 'self') forbids, so it fails whenever it must wait
-    page.wait_for_function("() => window.seeks.length > 0")
+    page.wait_for_function("() => window.seeked > 0")
     assert page.evaluate("window.seeks[0]") == pytest.approx(first["start_s"], abs=0.01)
     assert page.evaluate("document.getElementById('player').currentTime") >= first["start_s"] - 0.01
     assert page.evaluate("document.getElementById('player').src").endswith(first["video"])
